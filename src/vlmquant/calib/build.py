@@ -1,0 +1,273 @@
+r"""Build the calibration set: seeded sample of captions -> .txt, .jsonl, .manifest.json.
+
+    vlmquant calib --coco-annotations datasets/coco2017/annotations/captions_train2017.json \
+        --num-samples 4096 --seed 1234 --out datasets/vlm-quantize-calib/coco2017_captions.txt
+
+Sources: the official COCO captions JSON (`images[]` with `id`/`file_name`, `annotations[]`
+with `image_id`/`caption`), a Hugging Face dataset on disk (`save_to_disk` folder, or parquet /
+jsonl files), or `--demo`, a synthetic caption set the project ships. Captions are
+whitespace-normalised, empty ones and exact duplicates dropped (first occurrence kept), then
+`num_samples` are drawn with `random.Random(seed)`. Same inputs -> byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import check_output, dump_json
+from vlmquant.core.runinfo import package_versions, sha256_file
+
+
+@dataclasses.dataclass
+class CalibConfig:
+    out: Path = setting(
+        Path("datasets/vlm-quantize-calib/coco2017_captions.txt"),
+        "the .txt to write; .jsonl and .manifest.json go beside it",
+    )
+    coco_annotations: Path | None = setting(None, "COCO captions JSON (captions_train2017.json)")
+    hf_dataset: Path | None = setting(
+        None, "a dataset on disk: save_to_disk folder, or a folder / file of parquet or jsonl"
+    )
+    text_column: str = setting("caption", "caption column of --hf-dataset")
+    demo: bool = setting(False, "use the synthetic caption set the project ships (no download)")
+    num_samples: int = setting(4096, "captions to draw")
+    seed: int = setting(1234, "sampling seed")
+    allow_fewer: bool = setting(False, "accept fewer usable captions than --num-samples")
+    force: bool = setting(False, "replace existing outputs")
+
+
+@dataclasses.dataclass
+class Caption:
+    text: str
+    image_id: int | str | None = None
+    file_name: str | None = None
+
+
+def normalize(text: Any) -> str:
+    return re.sub(r"\s+", " ", text).strip() if isinstance(text, str) else ""
+
+
+def demo_captions() -> list[Caption]:
+    """Synthetic captions composed from word lists shipped in vlmquant/data (deterministic)."""
+    words = json.loads(
+        resources.files("vlmquant.data").joinpath("demo_caption_words.json").read_text()
+    )
+    out = []
+    for i, (s, a, p) in enumerate(
+        (s, a, p) for s in words["subjects"] for a in words["actions"] for p in words["places"]
+    ):
+        out.append(Caption(f"{s} {a} {p}.", image_id=i, file_name=None))
+    return out
+
+
+def _load_json(path: Path) -> Any:
+    if not path.is_file():
+        raise BadInput(
+            f"--coco-annotations {path}: no such file; download COCO 2017 "
+            "annotations and pass captions_train2017.json"
+        )
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(
+            f"--coco-annotations {path}: not JSON ({e.__class__.__name__}); "
+            "pass the COCO captions file captions_train2017.json"
+        ) from None
+
+
+def coco_captions(path: Path) -> list[Caption]:
+    data = _load_json(path)
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list) or not any(
+        isinstance(a, dict) and "caption" in a for a in annotations
+    ):
+        raise BadInput(
+            f"--coco-annotations {path}: no annotations[].caption entries; pass a "
+            "COCO captions file (captions_*.json), not instances or keypoints"
+        )
+    files = {
+        img.get("id"): img.get("file_name")
+        for img in data.get("images", [])
+        if isinstance(img, dict)
+    }
+    return [
+        Caption(a.get("caption"), a.get("image_id"), files.get(a.get("image_id")))
+        for a in annotations
+        if isinstance(a, dict)
+    ]
+
+
+def hf_captions(path: Path, column: str) -> list[Caption]:
+    if not path.exists():
+        raise BadInput(
+            f"--hf-dataset {path}: no such file or folder; pass a save_to_disk "
+            "folder or parquet/jsonl files"
+        )
+    import datasets  # heavy; only this source needs it
+
+    try:
+        if (
+            path.is_dir()
+            and (path / "dataset_info.json").exists()
+            or (path / "dataset_dict.json").exists()
+        ):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+        else:
+            files = sorted(path.rglob("*")) if path.is_dir() else [path]
+            parquet = [str(f) for f in files if f.suffix == ".parquet"]
+            jsonl = [str(f) for f in files if f.suffix in (".jsonl", ".json")]
+            if not parquet and not jsonl:
+                raise BadInput(
+                    f"--hf-dataset {path}: no save_to_disk dataset, parquet or jsonl "
+                    "files found; pass one of those"
+                )
+            kind, data_files = ("parquet", parquet) if parquet else ("json", jsonl)
+            ds = datasets.load_dataset(kind, data_files=data_files, split="train")
+    except BadInput:
+        raise
+    except Exception as e:  # datasets raises many types for unreadable input
+        raise BadInput(
+            f"--hf-dataset {path}: cannot read it ({e.__class__.__name__}: {e}); "
+            "pass a save_to_disk folder or parquet/jsonl files"
+        ) from None
+    if column not in ds.column_names:
+        raise BadInput(
+            f"--hf-dataset {path}: no column {column!r} (have "
+            f"{', '.join(ds.column_names)}); pass --text-column"
+        )
+    ids = ds["image_id"] if "image_id" in ds.column_names else [None] * len(ds)
+    names = ds["file_name"] if "file_name" in ds.column_names else [None] * len(ds)
+    texts = ds[column]
+    out = []
+    for text, image_id, name in zip(texts, ids, names, strict=True):
+        for t in text if isinstance(text, list) else [text]:  # some datasets hold 5 per image
+            out.append(Caption(t, image_id, name))
+    return out
+
+
+def clean(captions: Iterable[Caption]) -> tuple[list[Caption], dict[str, int]]:
+    """Normalise whitespace, drop empty captions and exact duplicates (first kept)."""
+    seen: set[str] = set()
+    kept: list[Caption] = []
+    stats = {"raw": 0, "empty_dropped": 0, "duplicates_dropped": 0}
+    for cap in captions:
+        stats["raw"] += 1
+        text = normalize(cap.text)
+        if not text:
+            stats["empty_dropped"] += 1
+        elif text in seen:
+            stats["duplicates_dropped"] += 1
+        else:
+            seen.add(text)
+            kept.append(dataclasses.replace(cap, text=text))
+    stats["usable"] = len(kept)
+    return kept, stats
+
+
+def sibling(out: Path, suffix: str) -> Path:
+    return out.with_suffix(suffix) if out.suffix == ".txt" else out.with_name(out.name + suffix)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    return {"txt": out, "jsonl": sibling(out, ".jsonl"), "manifest": sibling(out, ".manifest.json")}
+
+
+def run(cfg: CalibConfig) -> Path:
+    sources = [s for s in (cfg.coco_annotations, cfg.hf_dataset) if s is not None]
+    if len(sources) + cfg.demo != 1:
+        raise BadInput(
+            "calib: pass exactly one source: --coco-annotations FILE, --hf-dataset DIR or --demo"
+        )
+    if cfg.num_samples < 1:
+        raise BadInput(f"--num-samples {cfg.num_samples}: must be at least 1")
+    paths = output_paths(cfg.out)
+    for p in paths.values():
+        check_output(p, cfg.force)
+
+    if cfg.demo:
+        captions, source = (
+            demo_captions(),
+            {"kind": "demo", "synthetic": True, "path": "vlmquant/data/demo_caption_words.json"},
+        )
+    elif cfg.coco_annotations is not None:
+        captions = coco_captions(cfg.coco_annotations)
+        source = {
+            "kind": "coco",
+            "synthetic": False,
+            "path": str(cfg.coco_annotations),
+            "sha256": sha256_file(cfg.coco_annotations),
+        }
+    else:
+        captions = hf_captions(cfg.hf_dataset, cfg.text_column)
+        source = {
+            "kind": "hf-dataset",
+            "synthetic": False,
+            "path": str(cfg.hf_dataset),
+            "text_column": cfg.text_column,
+        }
+        if cfg.hf_dataset.is_file():
+            source["sha256"] = sha256_file(cfg.hf_dataset)
+
+    usable, stats = clean(captions)
+    name = cfg.coco_annotations or cfg.hf_dataset or "--demo"
+    if not usable:
+        raise BadInput(f"{name}: no usable captions after cleaning; check the source")
+    if len(usable) < cfg.num_samples and not cfg.allow_fewer:
+        raise BadInput(
+            f"{name}: only {len(usable)} usable captions, {cfg.num_samples} asked; "
+            f"lower --num-samples or pass --allow-fewer"
+        )
+    chosen_idx = sorted(
+        random.Random(cfg.seed).sample(range(len(usable)), min(cfg.num_samples, len(usable)))
+    )
+    chosen = [usable[i] for i in chosen_idx]
+
+    texts = {
+        "txt": "".join(c.text + "\n" for c in chosen),
+        "jsonl": "".join(
+            json.dumps({"text": c.text, "image_id": c.image_id, "file_name": c.file_name}) + "\n"
+            for c in chosen
+        ),
+    }
+    manifest = {
+        "source": source,
+        "counts": {**stats, "selected": len(chosen)},
+        "num_samples": cfg.num_samples,
+        "seed": cfg.seed,
+        "selection": "random.Random(seed).sample over cleaned captions, kept in source order",
+        "files": {k: paths[k].name for k in ("txt", "jsonl")},
+        "sha256": {},
+        "versions": {k: v for k, v in package_versions().items() if k in ("python", "vlmquant")},
+    }
+    # Write every file to a temporary name first, rename the manifest last: a manifest that
+    # exists means the set is complete.
+    paths["txt"].parent.mkdir(parents=True, exist_ok=True)
+    tmp = {k: p.with_name(f".{p.name}.tmp-{os.getpid()}") for k, p in paths.items()}
+    try:
+        for key in ("txt", "jsonl"):
+            tmp[key].write_text(texts[key])
+            manifest["sha256"][paths[key].name] = sha256_file(tmp[key])
+        tmp["manifest"].write_text(dump_json(manifest))
+        for key in ("txt", "jsonl", "manifest"):
+            os.replace(tmp[key], paths[key])
+    finally:
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+    print(
+        f"calib: {len(chosen)} captions ({stats['usable']} usable of {stats['raw']}, "
+        f"{stats['duplicates_dropped']} duplicates dropped) -> {cfg.out}"
+    )
+    return cfg.out

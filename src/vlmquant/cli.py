@@ -1,0 +1,97 @@
+"""The `vlmquant` command: one subcommand per pipeline stage.
+
+Every stage's flags are generated from its settings dataclass (see `vlmquant.core.config`), so
+`--help` and the recipe keys always match. `--recipe FILE` reads the stage's table from a TOML
+recipe; flags given on the command line win. Exit codes: 0 success, 2 bad input or usage (one
+line naming the input and the fix), 1 unexpected failure (traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmquant import __version__
+from vlmquant.core import config as cfgmod
+from vlmquant.core.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # module with the settings class and `run(cfg)`
+    settings: str
+    summary: str
+
+
+STAGES = [
+    Stage(
+        "make-tiny",
+        "vlmquant.tiny.make_tiny",
+        "MakeTinyConfig",
+        "build the embedded tiny Qwen2.5-VL (random, seeded) or the 3B shape",
+    ),
+    Stage(
+        "calib",
+        "vlmquant.calib.build",
+        "CalibConfig",
+        "build the calibration set from COCO captions, an HF dataset on disk, or --demo",
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlmquant",
+        description="FP8 post-training quantization of vision-language models with NVIDIA "
+        "ModelOpt, checked in vLLM. Each subcommand is one pipeline stage; "
+        "settings come from flags > --recipe FILE > defaults.",
+        epilog="Run `vlmquant <stage> --help` for a stage's settings.",
+    )
+    parser.add_argument("--version", action="version", version=f"vlmquant {__version__}")
+    sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
+    for stage in STAGES:
+        module = importlib.import_module(stage.module)
+        settings = getattr(module, stage.settings)
+        doc = (module.__doc__ or "").strip()
+        p = sub.add_parser(
+            stage.name,
+            help=stage.summary,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--recipe",
+            type=Path,
+            metavar="FILE",
+            help=f"TOML recipe; its [{stage.name}] table fills unset flags",
+        )
+        cfgmod.add_arguments(p, settings)
+        p.set_defaults(_stage=stage, _module=module, _settings=settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stage: Stage = args._stage
+    cli = {
+        k: v
+        for k, v in vars(args).items()
+        if not k.startswith("_") and k not in ("stage", "recipe")
+    }
+    try:
+        recipe = cfgmod.load_recipe(args.recipe) if args.recipe else None
+        settings = cfgmod.build(args._settings, recipe, cli, stage.name)
+        args._module.run(settings)
+    except BadInput as e:
+        print(f"vlmquant {stage.name}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

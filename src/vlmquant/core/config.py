@@ -1,0 +1,120 @@
+"""Stage settings: one dataclass per stage, filled from a TOML recipe, overridden by CLI flags.
+
+Precedence is CLI > recipe > defaults. Each field's metadata carries its help text (and
+optional `choices` / `flag`), so the CLI is generated from the dataclass and the flags cannot
+drift from the settings they set. A recipe holds one table per stage, named like the CLI
+subcommand (`[calib]`, `[quantize]`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.errors import BadInput
+
+
+def setting(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"` optional."""
+    if isinstance(default, list | dict):
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"help": help, **extra}
+        )
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def _base_type(tp: Any) -> Any:
+    """`Path | None` -> Path; `int` -> int."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+_METAVARS = {Path: "PATH", int: "N", float: "X", str: "TEXT"}
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per field of `cls`; defaults stay unset so a recipe can fill them."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.metadata.get("cli") is False:
+            continue
+        tp = _base_type(hints[field.name])
+        default = (
+            field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        )  # type: ignore[misc]
+        help_text = field.metadata.get("help", "")
+        if default not in (None, "", [], False):
+            help_text += f" (default: {default})"
+        names = [_flag(field)] + ([field.metadata["short"]] if "short" in field.metadata else [])
+        kwargs: dict[str, Any] = {
+            "dest": field.name,
+            "default": argparse.SUPPRESS,
+            "help": help_text,
+        }
+        if tp is bool:
+            parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if typing.get_origin(tp) is list:
+            kwargs["nargs"] = "+"
+            tp = typing.get_args(tp)[0]
+        kwargs["type"] = tp
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        kwargs["metavar"] = field.metadata.get("metavar", _METAVARS.get(tp, "VALUE"))
+        parser.add_argument(*names, **kwargs)
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    """Read a TOML recipe; a missing or malformed file is bad input."""
+    if not path.is_file():
+        raise BadInput(f"recipe {path}: no such file; pass an existing TOML file to --recipe")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"recipe {path}: not valid TOML ({e}); fix the file") from None
+
+
+def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section: str) -> Any:
+    """Merge defaults < recipe[section] < cli into an instance of `cls`."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    table = (recipe or {}).get(section, {})
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in names:
+            raise BadInput(
+                f"recipe [{section}] key {key!r}: unknown setting; "
+                f"use one of {', '.join(sorted(names))}"
+            )
+        values[name] = value
+    values.update({k: v for k, v in cli.items() if k in names})
+    for name, value in values.items():
+        tp = _base_type(hints[name])
+        if tp is Path and value is not None:
+            values[name] = Path(value)
+    return cls(**values)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, paths and tuples as plain JSON values (for run.json)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    return obj

@@ -1,0 +1,67 @@
+"""Outputs appear whole or not at all: write into a temporary sibling, then rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.errors import BadInput
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Refuse to overwrite an existing output unless --force."""
+    if path.exists() and not force:
+        raise BadInput(
+            f"output {path} already exists; pass --force to replace it or choose another path"
+        )
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `final`; on success it replaces `final`.
+
+    On any error the temporary folder is removed and `final` is untouched. A process killed
+    midway leaves only a `.<name>.tmp-*` folder, which the next run ignores and clears.
+    """
+    check_output(final, force)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old) if final.is_dir() else final.rename(old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+    else:
+        os.replace(tmp, final)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file through a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,1 @@
+"""vLLM inference: engine settings, generation, and the engine worker run in a subprocess."""

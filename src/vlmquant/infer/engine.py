@@ -1,0 +1,162 @@
+"""Load a checkpoint in vLLM (GPU build or CPU build) and generate greedily from prompts.
+
+Run as a worker in a fresh process so each engine starts clean and tests need no vLLM in the
+calling process:
+
+    python -m vlmquant.infer.engine SPEC.json RESULT.json
+
+SPEC holds `model`, `engine` (vLLM `LLM` keyword arguments), `sampling` and `prompts`
+(`text`, optional `image`). RESULT holds per-prompt token ids and text, timings, and what
+the engine used (linear quantization method, KV-cache dtype).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.errors import BadInput
+
+
+def is_quantized(model_dir: Path) -> bool:
+    return (model_dir / "hf_quant_config.json").is_file()
+
+
+def engine_kwargs(
+    model_dir: Path,
+    *,
+    max_model_len: int = 2048,
+    enforce_eager: bool = False,
+    kv_cache_dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """vLLM `LLM(...)` arguments; ModelOpt FP8 exports load with quantization="modelopt"."""
+    kwargs: dict[str, Any] = {
+        "model": str(model_dir),
+        "dtype": "bfloat16",
+        "max_model_len": max_model_len,
+        "enforce_eager": enforce_eager,
+        "kv_cache_dtype": kv_cache_dtype,
+        "seed": seed,
+        "tensor_parallel_size": tensor_parallel_size,
+        "limit_mm_per_prompt": {"image": 1, "video": 0},
+    }
+    if is_quantized(model_dir):
+        kwargs["quantization"] = "modelopt"
+    if gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    return kwargs
+
+
+def _messages(prompt: dict[str, Any]) -> list[dict[str, Any]]:
+    from vlmquant.prompts import load_image
+
+    if not prompt.get("image"):
+        return [{"role": "user", "content": prompt["text"]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_pil", "image_pil": load_image(prompt["image"])},
+                {"type": "text", "text": prompt["text"]},
+            ],
+        }
+    ]
+
+
+def _engine_facts(llm) -> dict[str, Any]:
+    """What the engine really used, read back from the loaded engine config."""
+    facts: dict[str, Any] = {}
+    try:
+        vcfg = llm.llm_engine.vllm_config
+        facts["quantization"] = vcfg.model_config.quantization
+        facts["kv_cache_dtype"] = str(vcfg.cache_config.cache_dtype)
+        facts["num_gpu_blocks"] = vcfg.cache_config.num_gpu_blocks
+        facts["block_size"] = vcfg.cache_config.block_size
+    except AttributeError as e:  # engine internals move between vLLM versions
+        facts["unavailable"] = str(e)
+    return facts
+
+
+def generate(spec: dict[str, Any]) -> dict[str, Any]:
+    import vllm
+    from vllm import LLM, SamplingParams
+
+    t0 = time.perf_counter()
+    llm = LLM(**spec["engine"])
+    load_s = time.perf_counter() - t0
+    sampling = SamplingParams(**spec["sampling"])
+    results = []
+    t1 = time.perf_counter()
+    for prompt in spec["prompts"]:
+        out = llm.chat(_messages(prompt), sampling, use_tqdm=False)[0]
+        results.append(
+            {
+                "text": prompt["text"],
+                "image": prompt.get("image"),
+                "response": out.outputs[0].text,
+                "token_ids": list(out.outputs[0].token_ids),
+                "prompt_tokens": len(out.prompt_token_ids),
+                "finish_reason": out.outputs[0].finish_reason,
+            }
+        )
+    gen_s = time.perf_counter() - t1
+    n_out = sum(len(r["token_ids"]) for r in results)
+    return {
+        "model": spec["engine"]["model"],
+        "engine": spec["engine"],
+        "sampling": spec["sampling"],
+        "vllm_version": vllm.__version__,
+        "used": _engine_facts(llm),
+        "load_s": round(load_s, 3),
+        "generate_s": round(gen_s, 3),
+        "output_tokens": n_out,
+        "tokens_per_s": round(n_out / gen_s, 2) if gen_s > 0 else None,
+        "results": results,
+    }
+
+
+def run_worker(spec: dict[str, Any], workdir: Path, timeout: float = 1800) -> dict[str, Any]:
+    """Run `generate(spec)` in a fresh Python process; raise with its log tail on failure."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec_path, result_path = workdir / "engine_spec.json", workdir / "engine_result.json"
+    log_path = workdir / "engine.log"
+    spec_path.write_text(json.dumps(spec, indent=2))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vlmquant.infer.engine", str(spec_path), str(result_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+        )
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = "".join(log_path.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"vLLM worker failed (exit {proc.returncode}); log {log_path}:\n{tail}")
+    return json.loads(result_path.read_text())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m vlmquant.infer.engine SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    try:
+        result = generate(spec)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    Path(argv[1]).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,114 @@
+"""The prompt suite: the seed's five text prompts, plus image prompts on pictures we draw.
+
+Images are drawn with PIL from a name (`red_circle`, `blue_square`, ...), so their content is
+known and nothing is downloaded. A prompts file is jsonl with `text` and optional `image` (a
+drawn-image name or a path to an image file).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from vlmquant.core.errors import BadInput
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 40),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+}
+SHAPES = ("circle", "square", "triangle")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    image: str | None = None  # drawn-image name or a file path
+
+
+def draw(name: str, size: int = 112):
+    """Draw `<colour>_<shape>` or `<colour>_<shape>_on_<colour>` (background white by default)."""
+    from PIL import Image, ImageDraw
+
+    parts = name.split("_on_")
+    colour, _, shape = parts[0].partition("_")
+    background = parts[1] if len(parts) > 1 else "white"
+    if colour not in COLOURS or shape not in SHAPES or background not in COLOURS:
+        raise ValueError(
+            f"cannot draw {name!r}: use <colour>_<shape>[_on_<colour>] with "
+            f"colours {', '.join(COLOURS)} and shapes {', '.join(SHAPES)}"
+        )
+    img = Image.new("RGB", (size, size), COLOURS[background])
+    d = ImageDraw.Draw(img)
+    m = size // 6
+    box = (m, m, size - m, size - m)
+    if shape == "circle":
+        d.ellipse(box, fill=COLOURS[colour])
+    elif shape == "square":
+        d.rectangle(box, fill=COLOURS[colour])
+    else:
+        d.polygon([(size // 2, m), (size - m, size - m), (m, size - m)], fill=COLOURS[colour])
+    return img
+
+
+def drawable(name: str) -> bool:
+    try:
+        draw(name, size=8)
+    except ValueError:
+        return False
+    return True
+
+
+def load_image(ref: str):
+    """A drawn-image name or an image file path -> PIL RGB image."""
+    if drawable(ref):
+        return draw(ref)
+    from PIL import Image
+
+    return Image.open(ref).convert("RGB")
+
+
+def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
+    prompts = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(
+                f"{source} line {n}: not JSON ({e.msg}); each line must be "
+                '{"text": ..., "image": optional}'
+            ) from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"]:
+            raise BadInput(f'{source} line {n}: needs a non-empty "text" string')
+        image = obj.get("image")
+        if image is not None and not (
+            isinstance(image, str) and (drawable(image) or Path(image).is_file())
+        ):
+            raise BadInput(
+                f"{source} line {n}: image {image!r} is neither a drawable name "
+                "(e.g. red_circle) nor an existing file"
+            )
+        prompts.append(Prompt(obj["text"], image))
+    if not prompts:
+        raise BadInput(f'{source}: no prompts; add jsonl lines with a "text" field')
+    return prompts
+
+
+def default_suite() -> list[Prompt]:
+    text = resources.files("vlmquant.data").joinpath("prompts.jsonl").read_text()
+    return parse_prompts(text.splitlines(), "vlmquant/data/prompts.jsonl")
+
+
+def load_prompts(path: Path | None) -> list[Prompt]:
+    if path is None:
+        return default_suite()
+    if not path.is_file():
+        raise BadInput(f"--prompts {path}: no such file; pass a jsonl file of prompts")
+    return parse_prompts(path.read_text().splitlines(), f"--prompts {path}")

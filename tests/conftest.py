@@ -1,0 +1,36 @@
+"""Shared fixtures: the tiny real Qwen2.5-VL (built once per session) and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: anything that downloads must fail
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from vlmquant.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `vlmquant ARGS` in-process; returns (exit code, stderr)."""
+
+    def run(*args) -> tuple[int, str]:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse usage errors
+            code = e.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    assert main(["make-tiny", "--out", str(out), "--seed", "0"]) == 0
+    return out
