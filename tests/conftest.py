@@ -34,3 +34,41 @@ def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     assert main(["make-tiny", "--out", str(out), "--seed", "0"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_calib(tmp_path_factory) -> Path:
+    """64 synthetic captions with drawn pictures (demo_captions_images/ beside the .txt)."""
+    out = tmp_path_factory.mktemp("calib") / "demo_captions.txt"
+    assert main(["calib", "--demo", "--num-samples", "64", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def quantized(tiny_model, demo_calib, tmp_path_factory):
+    """Build (once per session) and return the tiny model quantized with the given settings."""
+    built: dict[tuple, Path] = {}
+
+    def get(*flags: str) -> Path:
+        if flags not in built:
+            out = tmp_path_factory.mktemp("quantized") / "ckpt"
+            images = demo_calib.with_name("demo_captions_images")
+            args = [
+                "quantize",
+                "--model",
+                str(tiny_model),
+                "--calib",
+                str(demo_calib),
+                "--calib-size",
+                "64",
+                "--out",
+                str(out),
+                *flags,
+            ]
+            if "full" in flags or "image-text" in flags:
+                args += ["--images", str(images)]
+            assert main(args) == 0
+            built[flags] = out
+        return built[flags]
+
+    return get

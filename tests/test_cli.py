@@ -31,7 +31,8 @@ def test_stage_help_explains_flags(stage, capsys):
     out = capsys.readouterr().out
     spec = next(s for s in STAGES if s.name == stage)
     for field in dataclasses.fields(getattr(importlib.import_module(spec.module), spec.settings)):
-        assert "--" + field.name.replace("_", "-") in out
+        positional = field.metadata.get("positional")
+        assert (field.name if positional else "--" + field.name.replace("_", "-")) in out
 
 
 def test_unknown_stage_is_usage_error(cli):

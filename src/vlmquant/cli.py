@@ -40,6 +40,18 @@ STAGES = [
         "CalibConfig",
         "build the calibration set from COCO captions, an HF dataset on disk, or --demo",
     ),
+    Stage(
+        "quantize",
+        "vlmquant.quantize.quantize_stage",
+        "QuantizeConfig",
+        "FP8 PTQ with ModelOpt (hf_ptq semantics) and a vLLM-ready export",
+    ),
+    Stage(
+        "inspect",
+        "vlmquant.inspect.inspect_stage",
+        "InspectConfig",
+        "size, dtypes and per-module precision of a checkpoint, read from its headers",
+    ),
 ]
 
 

@@ -66,8 +66,25 @@ def demo_captions() -> list[Caption]:
     for i, (s, a, p) in enumerate(
         (s, a, p) for s in words["subjects"] for a in words["actions"] for p in words["places"]
     ):
-        out.append(Caption(f"{s} {a} {p}.", image_id=i, file_name=None))
+        out.append(Caption(f"{s} {a} {p}.", image_id=i, file_name=demo_image_name(i)))
     return out
+
+
+def demo_image_name(i: int) -> str:
+    """The demo set pairs captions with pictures we draw (a shape in a colour): synthetic, but
+    real pixels through the vision tower for image+text calibration."""
+    from vlmquant.prompts import COLOURS, SHAPES
+
+    colours = [c for c in COLOURS if c != "white"]
+    return f"{colours[i % len(colours)]}_{SHAPES[(i // len(colours)) % len(SHAPES)]}.png"
+
+
+def write_demo_images(folder: Path, names: set[str]) -> None:
+    from vlmquant.prompts import draw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(names):
+        draw(name.removesuffix(".png")).save(folder / name)
 
 
 def _load_json(path: Path) -> Any:
@@ -185,6 +202,11 @@ def output_paths(out: Path) -> dict[str, Path]:
     return {"txt": out, "jsonl": sibling(out, ".jsonl"), "manifest": sibling(out, ".manifest.json")}
 
 
+def images_dir(out: Path) -> Path:
+    """Where `--demo` draws its pictures: `<stem>_images/` beside the .txt."""
+    return out.with_name(out.stem + "_images")
+
+
 def run(cfg: CalibConfig) -> Path:
     sources = [s for s in (cfg.coco_annotations, cfg.hf_dataset) if s is not None]
     if len(sources) + cfg.demo != 1:
@@ -260,6 +282,9 @@ def run(cfg: CalibConfig) -> Path:
         for key in ("txt", "jsonl"):
             tmp[key].write_text(texts[key])
             manifest["sha256"][paths[key].name] = sha256_file(tmp[key])
+        if cfg.demo:  # drawn pictures first: the manifest names a complete set
+            write_demo_images(images_dir(cfg.out), {c.file_name for c in chosen})
+            manifest["images_dir"] = images_dir(cfg.out).name
         tmp["manifest"].write_text(dump_json(manifest))
         for key in ("txt", "jsonl", "manifest"):
             os.replace(tmp[key], paths[key])

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             "default": argparse.SUPPRESS,
             "help": help_text,
         }
+        if field.metadata.get("positional"):  # required on the command line, no recipe key
+            names, kwargs = [field.name], {"type": tp, "help": help_text, "metavar": "DIR"}
+            parser.add_argument(*names, **kwargs)
+            continue
         if tp is bool:
             parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
             continue

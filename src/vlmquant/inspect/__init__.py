@@ -1,0 +1,1 @@
+"""Checkpoint inspection from safetensors headers (no weights loaded)."""

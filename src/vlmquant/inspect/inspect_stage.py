@@ -1,0 +1,64 @@
+"""Inspect a checkpoint from its safetensors headers (no weights are loaded).
+
+    vlmquant inspect models/qwen2_5_vl_3b_instruct/quantized/fp8_fp8_coco2017 [--json]
+
+Prints the total size, size by dtype, tensor counts, the per-module precision read back from
+the files (grouped, `model.layers.N.*`), the quantization config, and the "Models and Sizes"
+table row (format, GiB). `--json` prints the same as JSON for machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.inspect.checkpoint import summarize
+
+
+@dataclasses.dataclass
+class InspectConfig:
+    checkpoint: Path = setting(Path("."), "checkpoint folder to inspect", positional=True)
+    json: bool = setting(False, "print JSON instead of text")
+
+
+def render(s: dict) -> str:
+    lines = [
+        f"checkpoint: {s['path']}",
+        f"format:     {s['format']}",
+        f"size:       {s['safetensors_gib']:.3f} GiB ({s['safetensors_bytes']:,} bytes), "
+        f"{s['tensor_count']} tensors",
+        "",
+        "by dtype:",
+    ]
+    for dtype, d in s["by_dtype"].items():
+        lines.append(f"  {dtype:<8} {d['tensors']:>6} tensors  {d['bytes'] / 2**30:8.3f} GiB")
+    if s["scale_tensors"]:
+        lines.append(
+            "scale tensors: " + ", ".join(f"{k} {v}" for k, v in s["scale_tensors"].items())
+        )
+    lines += ["", "module precision (as stored):"]
+    for g in s["module_groups"]:
+        lines.append(f"  {g['count']:>4} x {g['pattern']:<55} {g['dtype']}")
+    if s["quantization"]:
+        lines += ["", "quantization: " + json.dumps(s["quantization"])]
+    lines += [
+        "",
+        "| Model | Format | Size (GiB) |",
+        "|---|---|---|",
+        f"| {Path(s['path']).name} | {s['format']} | {s['safetensors_gib']:.2f} |",
+    ]
+    return "\n".join(lines)
+
+
+def run(cfg: InspectConfig) -> Path:
+    if not (cfg.checkpoint / "config.json").is_file():
+        raise BadInput(
+            f"{cfg.checkpoint}: not a Hugging Face checkpoint (no config.json); "
+            "pass a checkpoint folder"
+        )
+    summary = summarize(cfg.checkpoint)
+    print(json.dumps(summary, indent=2) if cfg.json else render(summary))
+    return cfg.checkpoint

@@ -1,0 +1,235 @@
+r"""Quantize a Hugging Face VLM to FP8 with NVIDIA ModelOpt and export a vLLM-ready checkpoint.
+
+    vlmquant quantize --model models/qwen2_5_vl_3b_instruct/checkpoints/Qwen2.5-VL-3B-Instruct \
+        --calib datasets/vlm-quantize-calib/coco2017_captions.txt
+
+Default (`--scope lm`): the quantization hf_ptq.py --qformat fp8 --kv_cache_qformat fp8 does
+for a VLM — FP8 E4M3 weights and activations on the language model, FP8 KV cache from
+calibrated k/v scales, lm_head / embeddings / vision tower BF16, max calibration over
+`--calib-size` captions of at most `--calib-seq` tokens. `--scope full` also quantizes the
+vision tower's linears (calibrated on image+text, `--images DIR`) and keeps KV quantizers off
+the vision attention. After export, fused q/k/v and gate/up shards are requantized to one
+weight scale (what vLLM's GPU build does at load; the CPU build cannot), unless
+`--no-unify-fused-scales`.
+
+Writes into a temporary folder renamed into place when complete: the exported checkpoint
+(hf_quant_config.json, quantization_config in config.json), tokenizer, processor and chat
+template, precision_map.json, run.json. Default output:
+models/<model>/quantized/fp8_<kv>_<calib>[_vlm].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.runinfo import RunRecord
+from vlmquant.inspect.checkpoint import summarize
+from vlmquant.quantize import calibration, fused_scales, qconfig
+from vlmquant.quantize.precision import precision_map, reconcile_with_export
+
+SUPPORTED_ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration",)
+CPU_BATCH_SIZE = 16
+MAX_AUTO_BATCH = 64
+
+
+@dataclasses.dataclass
+class QuantizeConfig:
+    model: Path | None = setting(None, "BF16 Hugging Face checkpoint folder")
+    calib: Path | None = setting(None, "calibration set .txt (its .jsonl beside it gives images)")
+    out: Path | None = setting(None, "output folder (default: models/<model>/quantized/<variant>)")
+    qformat: str = setting("fp8", "weight/activation format", choices=list(qconfig.QFORMATS))
+    kv_cache_qformat: str = setting(
+        "fp8",
+        "KV cache: fp8 (calibrated k/v scales), fp8_cast (constant amax, no calibration), none",
+        choices=list(qconfig.KV_FORMATS),
+    )
+    scope: str = setting(
+        "lm",
+        "lm: language model only (hf_ptq); full: vision tower too",
+        choices=list(qconfig.SCOPES),
+    )
+    calib_mode: str | None = setting(
+        None,
+        "text or image-text (default: text for lm, image-text for full)",
+        choices=["text", "image-text"],
+    )
+    images: Path | None = setting(None, "folder of the calib set's images (image-text mode)")
+    calib_size: int = setting(4096, "calibration samples")
+    calib_seq: int = setting(512, "max tokens per text calibration sample")
+    batch_size: int = setting(0, "calibration batch size (0: auto by memory)")
+    device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
+    seed: int = setting(1234, "random seed")
+    unify_fused_scales: bool = setting(
+        True,
+        "requantize fused q/k/v and gate/up shards to one weight scale (vLLM CPU build needs it)",
+    )
+    allow_fewer: bool = setting(False, "accept a calib set smaller than --calib-size")
+    force: bool = setting(False, "replace an existing output")
+
+
+def variant_name(cfg: QuantizeConfig) -> str:
+    stem = cfg.calib.stem.removesuffix("_captions") if cfg.calib else "calib"
+    kv = {"none": "bf16kv", "fp8_cast": "fp8cast"}.get(cfg.kv_cache_qformat, cfg.kv_cache_qformat)
+    return f"{cfg.qformat}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "")
+
+
+def default_out(cfg: QuantizeConfig) -> Path:
+    # models/<model>/checkpoints/<name> -> models/<model>/quantized/<variant>
+    if cfg.model.parent.name != "checkpoints":
+        raise BadInput(
+            f"--model {cfg.model}: not under models/<model>/checkpoints/, so no "
+            "default output folder; pass --out"
+        )
+    return cfg.model.parent.parent / "quantized" / variant_name(cfg)
+
+
+def validate(cfg: QuantizeConfig) -> tuple[str, str]:
+    """Check every input before anything is written; returns (device, calib_mode)."""
+    if cfg.model is None or cfg.calib is None:
+        raise BadInput("quantize: pass --model DIR and --calib FILE (or set them in --recipe)")
+    if not cfg.model.is_dir():
+        raise BadInput(f"--model {cfg.model}: no such folder; pass a Hugging Face checkpoint")
+    if not (cfg.model / "config.json").is_file():
+        raise BadInput(f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json)")
+    arch = json.loads((cfg.model / "config.json").read_text()).get("architectures") or ["?"]
+    if arch[0] not in SUPPORTED_ARCHITECTURES:
+        raise BadInput(
+            f"--model {cfg.model}: architecture {arch[0]} is not supported; "
+            f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    for name, value, allowed in (
+        ("--qformat", cfg.qformat, qconfig.QFORMATS),
+        ("--kv-cache-qformat", cfg.kv_cache_qformat, qconfig.KV_FORMATS),
+        ("--scope", cfg.scope, qconfig.SCOPES),
+    ):
+        if value not in allowed:
+            raise BadInput(f"{name} {value}: unknown; use one of {', '.join(allowed)}")
+    mode = cfg.calib_mode or ("image-text" if cfg.scope == "full" else "text")
+    if cfg.scope == "full" and mode != "image-text":
+        raise BadInput(
+            "--scope full with --calib-mode text: the vision tower needs image "
+            "activations to calibrate; use --calib-mode image-text --images DIR"
+        )
+    if cfg.calib_seq < 8 or cfg.batch_size < 0:
+        raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    device = (
+        cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    return device, mode
+
+
+def auto_batch_size(model, cfg: QuantizeConfig, device: str, n: int) -> int:
+    if cfg.batch_size:
+        return cfg.batch_size
+    if device == "cpu":
+        return min(CPU_BATCH_SIZE, n)
+    from modelopt.torch.utils.dataset_utils import get_max_batch_size
+
+    return max(
+        1, min(get_max_batch_size(model, max_sample_length=cfg.calib_seq), MAX_AUTO_BATCH, n)
+    )
+
+
+def run(cfg: QuantizeConfig) -> Path:
+    device, mode = validate(cfg)
+    out = cfg.out or default_out(cfg)
+    check_output(out, cfg.force)
+    samples = calibration.load_samples(
+        cfg.calib, cfg.calib_size, cfg.allow_fewer, need_images=mode == "image-text"
+    )
+    image_paths = calibration.resolve_images(samples, cfg.images) if mode == "image-text" else None
+
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    record = RunRecord("quantize", cfg)
+    record.add_input("calib", cfg.calib)
+    record.add_input("model_config", cfg.model / "config.json")
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    with atomic_dir(out, cfg.force) as tmp:
+        with record.timed("load"):
+            model = AutoModelForImageTextToText.from_pretrained(
+                cfg.model, dtype=torch.bfloat16, device_map=device
+            ).eval()
+            processor = AutoProcessor.from_pretrained(cfg.model)
+        batch = auto_batch_size(model, cfg, device, len(samples))
+        quant_cfg = qconfig.build_quant_cfg(cfg.qformat, cfg.kv_cache_qformat, cfg.scope)
+        if mode == "text":
+            loop = calibration.text_forward_loop(
+                qconfig.language_model_lineage(model)[-1],
+                processor.tokenizer,
+                samples,
+                batch,
+                cfg.calib_seq,
+                device,
+                tqdm,
+            )
+        else:
+            loop = calibration.image_text_forward_loop(
+                model, processor, samples, image_paths, batch, device, tqdm
+            )
+        with record.timed("quantize_and_calibrate"):
+            outside = qconfig.quantize_model(model, quant_cfg, cfg.scope, loop)
+        with record.timed("precision_map"):
+            pmap = precision_map(model, quant_cfg["quant_cfg"], outside)
+        with record.timed("export"):
+            from modelopt.torch.export import export_hf_checkpoint
+
+            # export converts the model in place (weights become FP8): nothing after this
+            # may need the BF16 or fake-quant model.
+            export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=tmp)
+            processor.save_pretrained(tmp)
+        fused = {"applied": False}
+        if cfg.unify_fused_scales:
+            with record.timed("unify_fused_scales"):
+                fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
+        pmap = reconcile_with_export(pmap, tmp)
+        (tmp / "precision_map.json").write_text(dump_json(pmap))
+        summary = summarize(tmp)
+        record.extra = {
+            "device": device,
+            "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "calibration": {
+                "mode": mode,
+                "samples": len(samples),
+                "batch_size": batch,
+                "batches": -(-len(samples) // batch),
+                "max_seq": cfg.calib_seq,
+                "algorithm": quant_cfg.get("algorithm"),
+            },
+            "quant_cfg": quant_cfg,
+            "outside_language_model": outside,
+            "fused_scales": fused,
+            "precision_counts": pmap["counts"],
+            "size": {
+                k: summary[k]
+                for k in (
+                    "format",
+                    "safetensors_bytes",
+                    "safetensors_gib",
+                    "by_dtype",
+                    "scale_tensors",
+                )
+            },
+        }
+        (tmp / "run.json").write_text(dump_json(record.data()))
+    print(
+        f"quantize: {summary['format']}, {summary['safetensors_gib']:.3f} GiB, "
+        f"{pmap['counts'].get('FP8_E4M3', 0)} FP8 modules -> {out}"
+    )
+    return out
