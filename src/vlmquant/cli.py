@@ -52,6 +52,18 @@ STAGES = [
         "InspectConfig",
         "size, dtypes and per-module precision of a checkpoint, read from its headers",
     ),
+    Stage(
+        "infer",
+        "vlmquant.infer.infer_stage",
+        "InferConfig",
+        "run a checkpoint in vLLM on the prompt suite; --compare runs its BF16 base too",
+    ),
+    Stage(
+        "check-vllm",
+        "vlmquant.infer.check_vllm",
+        "CheckVllmConfig",
+        "check a checkpoint against the installed vLLM's loader rules (no engine)",
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ the engine used (linear quantization method, KV-cache dtype).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -82,7 +83,25 @@ def _engine_facts(llm) -> dict[str, Any]:
         facts["block_size"] = vcfg.cache_config.block_size
     except AttributeError as e:  # engine internals move between vLLM versions
         facts["unavailable"] = str(e)
+    try:
+        # by its import name: run as `python -m`, this module is __main__, which the engine's
+        # worker processes cannot unpickle a function from
+        probe = importlib.import_module("vlmquant.infer.engine").linear_methods
+        facts["layer_methods"] = llm.apply_model(probe)[0]
+    except Exception as e:  # apply_model needs VLLM_ALLOW_INSECURE_SERIALIZATION in V1
+        facts["layer_methods_unavailable"] = f"{type(e).__name__}: {e}"[:300]
     return facts
+
+
+def linear_methods(model) -> dict[str, int]:
+    """Runs inside vLLM's worker: count layers by (top-level part, quantization method)."""
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        method = getattr(module, "quant_method", None)
+        if method is not None:
+            key = f"{name.split('.')[0]}: {type(method).__name__}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def generate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +148,12 @@ def run_worker(spec: dict[str, Any], workdir: Path, timeout: float = 1800) -> di
     spec_path, result_path = workdir / "engine_spec.json", workdir / "engine_result.json"
     log_path = workdir / "engine.log"
     spec_path.write_text(json.dumps(spec, indent=2))
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        # lets LLM.apply_model ship `linear_methods` (a module-level function) to the worker
+        "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+    }
     with open(log_path, "w") as log:
         proc = subprocess.run(
             [sys.executable, "-m", "vlmquant.infer.engine", str(spec_path), str(result_path)],

