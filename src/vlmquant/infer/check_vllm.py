@@ -155,8 +155,8 @@ def check(checkpoint: Path) -> dict[str, Any]:
                 f"{len(stray_kv)} KV-cache scale tensors sit on modules the architecture does not "
                 "have (vision attention has a fused qkv and no k_proj/v_proj; vLLM stops with "
                 '"There is no module or parameter named ...k_proj")',
-                "re-export with `vlmquant quantize --scope full`, which puts no KV quantizers on the "
-                "vision tower",
+                "re-export with `vlmquant quantize --scope full`, which puts no KV quantizers on "
+                "the vision tower",
                 sorted(stray_kv),
             )
         )

@@ -185,7 +185,7 @@ def compare_markdown(cmp: dict[str, Any]) -> str:
             f"| {r['sample']} | {cell(r['prompt'], 60)} | {r['image'] or ''} "
             f"| {cell(r['base_response'])} | {cell(r['model_response'])} "
             f"| {'yes' if r['tokens_match'] else 'no'} "
-            f"| {'' if r['first_differing_token'] is None else r['first_differing_token']} |"
+            f"| {'' if diff is None else diff} |"
         )
     return "\n".join(lines) + "\n"
 
