@@ -59,6 +59,12 @@ STAGES = [
         "run a checkpoint in vLLM on the prompt suite; --compare runs its BF16 base too",
     ),
     Stage(
+        "eval",
+        "vlmquant.eval.eval_stage",
+        "EvalConfig",
+        "fidelity: PPL, KLD, top-1 agreement, per-layer error from the FP8 artifact; vLLM check",
+    ),
+    Stage(
         "check-vllm",
         "vlmquant.infer.check_vllm",
         "CheckVllmConfig",

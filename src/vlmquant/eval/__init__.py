@@ -1,0 +1,1 @@
+"""Fidelity stage: how far a quantized checkpoint drifted from its base, in numbers."""

@@ -1,0 +1,93 @@
+"""The held-out evaluation set: captions the calibration did not use, paragraphs the project
+ships, and image+text samples on pictures the project draws.
+
+Each sample is tokenized once with the checkpoint's processor, so base and quantized models see
+identical token ids (and pixels).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.errors import BadInput
+from vlmquant.prompts import COLOURS, SHAPES, draw
+
+
+@dataclass
+class EvalSample:
+    group: str  # "text" | "image_text"
+    text: str
+    image: str | None = None
+
+
+def shipped_paragraphs() -> list[str]:
+    text = resources.files("vlmquant.data").joinpath("paragraphs.txt").read_text()
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def held_out_captions(calib: Path | None) -> list[str]:
+    """Captions from the calib set's source that the set itself does not contain."""
+    if calib is None:
+        return []
+    from vlmquant.calib import build
+
+    manifest_path = build.output_paths(calib)["manifest"]
+    if not calib.is_file() or not manifest_path.is_file():
+        raise BadInput(f"--calib {calib}: no calibration set with a manifest there; pass the "
+                       ".txt that `vlmquant calib` wrote, or omit --calib")
+    manifest = json.loads(manifest_path.read_text())
+    source = manifest["source"]
+    if source["kind"] == "demo":
+        captions = build.demo_captions()
+    elif source["kind"] == "coco" and Path(source["path"]).is_file():
+        captions = build.coco_captions(Path(source["path"]))
+    elif source["kind"] == "hf-dataset" and Path(source["path"]).exists():
+        captions = build.hf_captions(Path(source["path"]), source.get("text_column", "caption"))
+    else:
+        return []
+    used = set(calib.read_text().splitlines())
+    return [c.text for c in build.clean(captions)[0] if c.text not in used]
+
+
+def image_samples(n: int, seed: int) -> list[EvalSample]:
+    rng = random.Random(seed)
+    colours = [c for c in COLOURS if c != "white"]
+    out = []
+    for _ in range(n):
+        colour, shape = rng.choice(colours), rng.choice(SHAPES)
+        out.append(EvalSample("image_text", f"A {colour} {shape} on a white background.",
+                              f"{colour}_{shape}"))
+    return out
+
+
+def build_eval_set(calib: Path | None, max_samples: int, image_samples_n: int,
+                   seed: int) -> list[EvalSample]:
+    captions = held_out_captions(calib)
+    rng = random.Random(seed)
+    rng.shuffle(captions)
+    texts = shipped_paragraphs() + captions
+    samples = [EvalSample("text", t) for t in texts[:max_samples]]
+    samples += image_samples(image_samples_n, seed)
+    if not samples:
+        raise BadInput("eval: the evaluation set is empty; raise --max-samples or "
+                       "--image-samples")
+    return samples
+
+
+def encode(processor, sample: EvalSample, seq_len: int) -> dict[str, Any]:
+    """Token ids (and pixels) for one sample; text samples are plain text cut at seq_len."""
+    if sample.image is None:
+        ids = processor.tokenizer(sample.text, truncation=True, max_length=seq_len,
+                                  return_tensors="pt")
+        return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
+    messages = [{"role": "user", "content": [{"type": "image"},
+                                             {"type": "text", "text": "Describe this picture."}]},
+                {"role": "assistant", "content": sample.text}]
+    text = processor.apply_chat_template(messages, tokenize=False)
+    enc = processor(text=[text], images=[draw(sample.image)], return_tensors="pt")
+    return dict(enc)

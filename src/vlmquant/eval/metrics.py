@@ -1,0 +1,46 @@
+"""Token-level metrics between two next-token distributions, and their summaries."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+
+def token_stats(base_logits: torch.Tensor, quant_logits: torch.Tensor, targets: torch.Tensor,
+                keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per position (logits at t predict targets at t): NLLs, KL(base || quant), top-1 match."""
+    lb = torch.log_softmax(base_logits.float(), dim=-1)[keep]
+    lq = torch.log_softmax(quant_logits.float(), dim=-1)[keep]
+    y = targets[keep]
+    return {
+        "nll_base": -lb.gather(-1, y[:, None])[:, 0],
+        "nll_quant": -lq.gather(-1, y[:, None])[:, 0],
+        "kld": (lb.exp() * (lb - lq)).sum(-1).clamp_min(0.0),
+        "top1_base": lb.argmax(-1),
+        "top1_quant": lq.argmax(-1),
+        # how clearly the quantized model prefers its top-1 (log-prob gap to the runner-up)
+        "margin_quant": (lambda t: t[:, 0] - t[:, 1])(lq.topk(2, dim=-1).values),
+    }
+
+
+def summarize(stats: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    if not stats:
+        return {"tokens": 0}
+    cat = {k: torch.cat([s[k] for s in stats]) for k in stats[0]}
+    kld = cat["kld"].double()
+    nll_b, nll_q = cat["nll_base"].double().mean().item(), cat["nll_quant"].double().mean().item()
+    return {
+        "tokens": int(kld.numel()),
+        "nll_base": nll_b,
+        "nll_quant": nll_q,
+        "ppl_base": math.exp(nll_b),
+        "ppl_quant": math.exp(nll_q),
+        "ppl_ratio": math.exp(nll_q - nll_b),
+        "kld_mean": kld.mean().item(),
+        "kld_median": kld.median().item(),
+        "kld_p99": torch.quantile(kld, 0.99).item() if kld.numel() > 1 else kld.max().item(),
+        "kld_max": kld.max().item(),
+        "top1_agreement": (cat["top1_base"] == cat["top1_quant"]).double().mean().item(),
+    }

