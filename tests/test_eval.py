@@ -31,8 +31,9 @@ def test_model_against_itself_has_zero_drift(tiny_model, tmp_path, cli):
 
 
 @pytest.mark.parametrize("flags", [(), ("--scope", "full")], ids=["lm", "vision"])
-def test_fp8_drift_is_measured_per_group_and_layer(quantized, tiny_model, demo_calib, tmp_path,
-                                                   cli, flags):
+def test_fp8_drift_is_measured_per_group_and_layer(
+    quantized, tiny_model, demo_calib, tmp_path, cli, flags
+):
     r = run_eval(cli, tmp_path, tiny_model, quantized(*flags), "--calib", demo_calib)
     for group in ("text", "image_text"):
         g = r["groups"][group]
@@ -61,12 +62,14 @@ def test_corrupted_scale_tops_the_ranking_and_raises_kld(quantized, tiny_model, 
 
 
 def test_emulation_reproduces_modelopt_fake_quant(tiny_model, demo_calib, tmp_path):
-    """ModelOpt's fake-quant model (float32, carrying the artifact's own FP8 weights, since its
-    exporter rounds w/scale through BF16 and can land one FP8 step away from the fake-quant
-    rounding) against the emulation of the exported files, both in float32. What remains is
+    """ModelOpt's fake-quant model against the emulation of the exported files, both in
+    float32, with the reference carrying the artifact's own FP8 weights: the exporter rounds
+    w/scale through BF16 and can land one FP8 step away from the fake-quant rounding, and it
+    keeps the calibrated vision patch embedding (a Conv3d) in BF16. What remains is
     accumulation order (SDPA vs ModelOpt's attention path) and the occasional FP8 rounding
-    flip it causes, which this random model amplifies. Top-1 must agree: >= 0.99 where the reference's top-1 leads by >= 0.5 nats (near-ties may flip),
-    >= 0.95 overall, and the mean logit difference under 5% of the logits' spread."""
+    flip it causes, which this random model amplifies. So: top-1 agrees on >= 99% of the
+    positions where the reference's top-1 leads by >= 0.5 nats (near-ties may flip) and on
+    >= 95% overall, and the mean logit difference stays under 5% of the logits' spread."""
     import copy
 
     from modelopt.torch.export import export_hf_checkpoint
@@ -78,32 +81,35 @@ def test_emulation_reproduces_modelopt_fake_quant(tiny_model, demo_calib, tmp_pa
     from vlmquant.quantize.precision import hub_name
 
     for scope in ("lm", "full"):
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model,
-                                                                   dtype=torch.bfloat16)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model, dtype=torch.bfloat16)
         processor = AutoProcessor.from_pretrained(tiny_model)
         tok = processor.tokenizer
         tok.padding_side = "left"
-        calib = tok(demo_calib.read_text().splitlines()[:32], return_tensors="pt",
-                    padding=True)
+        calib = tok(demo_calib.read_text().splitlines()[:32], return_tensors="pt", padding=True)
         if scope == "lm":
             lm = qconfig.language_model_lineage(model)[-1]
 
-            def loop(lm=lm):
+            def loop(lm=lm, calib=calib):
                 lm(**calib)
         else:
             from vlmquant.prompts import draw
 
-            texts = [processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
-                tokenize=False) for t in demo_calib.read_text().splitlines()[:8]]
-            mm = processor(text=texts, images=[draw("red_circle")] * 8, return_tensors="pt",
-                           padding=True)
+            texts = [
+                processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
+                    tokenize=False,
+                )
+                for t in demo_calib.read_text().splitlines()[:8]
+            ]
+            mm = processor(
+                text=texts, images=[draw("red_circle")] * 8, return_tensors="pt", padding=True
+            )
 
             def loop(model=model, mm=mm):
                 model(**mm)
+
         with torch.no_grad():
-            qconfig.quantize_model(model, qconfig.build_quant_cfg("fp8", "fp8", scope), scope,
-                                   loop)
+            qconfig.quantize_model(model, qconfig.build_quant_cfg("fp8", "fp8", scope), scope, loop)
         reference = copy.deepcopy(model).float()
         out = tmp_path / f"export_{scope}"
         export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=out)
@@ -145,8 +151,20 @@ def test_bad_inputs(tiny_model, quantized, tmp_path, cli):
     out = tmp_path / "e.json"
     code, err = cli("eval", "--base", tiny_model, "--quantized", other, "--out", out, *FAST)
     assert code == 2 and "vocab_size" in err and err.count("\n") == 1
-    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--out", out,
-                    "--no-vllm", "--max-samples", "0", "--image-samples", "0")
+    code, err = cli(
+        "eval",
+        "--base",
+        tiny_model,
+        "--quantized",
+        quantized(),
+        "--out",
+        out,
+        "--no-vllm",
+        "--max-samples",
+        "0",
+        "--image-samples",
+        "0",
+    )
     assert code == 2 and "empty" in err
     code, err = cli("eval", "--base", tmp_path / "nope", "--quantized", tiny_model, "--out", out)
     assert code == 2 and "no config.json" in err

@@ -11,8 +11,21 @@ pytestmark = pytest.mark.vllm
 
 def test_vllm_scores_the_same_tokens(quantized, tiny_model, tmp_path, cli):
     out = tmp_path / "fidelity.json"
-    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--out", out,
-                    "--max-samples", "8", "--image-samples", "0", "--max-model-len", "1024")
+    code, err = cli(
+        "eval",
+        "--base",
+        tiny_model,
+        "--quantized",
+        quantized(),
+        "--out",
+        out,
+        "--max-samples",
+        "8",
+        "--image-samples",
+        "0",
+        "--max-model-len",
+        "1024",
+    )
     assert code == 0, err
     r = json.loads(out.read_text())
     v, text = r["vllm"], r["groups"]["text"]

@@ -38,8 +38,10 @@ def held_out_captions(calib: Path | None) -> list[str]:
 
     manifest_path = build.output_paths(calib)["manifest"]
     if not calib.is_file() or not manifest_path.is_file():
-        raise BadInput(f"--calib {calib}: no calibration set with a manifest there; pass the "
-                       ".txt that `vlmquant calib` wrote, or omit --calib")
+        raise BadInput(
+            f"--calib {calib}: no calibration set with a manifest there; pass the "
+            ".txt that `vlmquant calib` wrote, or omit --calib"
+        )
     manifest = json.loads(manifest_path.read_text())
     source = manifest["source"]
     if source["kind"] == "demo":
@@ -60,13 +62,17 @@ def image_samples(n: int, seed: int) -> list[EvalSample]:
     out = []
     for _ in range(n):
         colour, shape = rng.choice(colours), rng.choice(SHAPES)
-        out.append(EvalSample("image_text", f"A {colour} {shape} on a white background.",
-                              f"{colour}_{shape}"))
+        out.append(
+            EvalSample(
+                "image_text", f"A {colour} {shape} on a white background.", f"{colour}_{shape}"
+            )
+        )
     return out
 
 
-def build_eval_set(calib: Path | None, max_samples: int, image_samples_n: int,
-                   seed: int) -> list[EvalSample]:
+def build_eval_set(
+    calib: Path | None, max_samples: int, image_samples_n: int, seed: int
+) -> list[EvalSample]:
     captions = held_out_captions(calib)
     rng = random.Random(seed)
     rng.shuffle(captions)
@@ -74,20 +80,24 @@ def build_eval_set(calib: Path | None, max_samples: int, image_samples_n: int,
     samples = [EvalSample("text", t) for t in texts[:max_samples]]
     samples += image_samples(image_samples_n, seed)
     if not samples:
-        raise BadInput("eval: the evaluation set is empty; raise --max-samples or "
-                       "--image-samples")
+        raise BadInput("eval: the evaluation set is empty; raise --max-samples or --image-samples")
     return samples
 
 
 def encode(processor, sample: EvalSample, seq_len: int) -> dict[str, Any]:
     """Token ids (and pixels) for one sample; text samples are plain text cut at seq_len."""
     if sample.image is None:
-        ids = processor.tokenizer(sample.text, truncation=True, max_length=seq_len,
-                                  return_tensors="pt")
+        ids = processor.tokenizer(
+            sample.text, truncation=True, max_length=seq_len, return_tensors="pt"
+        )
         return {"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}
-    messages = [{"role": "user", "content": [{"type": "image"},
-                                             {"type": "text", "text": "Describe this picture."}]},
-                {"role": "assistant", "content": sample.text}]
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": "Describe this picture."}],
+        },
+        {"role": "assistant", "content": sample.text},
+    ]
     text = processor.apply_chat_template(messages, tokenize=False)
     enc = processor(text=[text], images=[draw(sample.image)], return_tensors="pt")
     return dict(enc)

@@ -31,8 +31,13 @@ def fake_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 class FP8Linear(nn.Module):
     """A linear layer as the FP8 kernel runs it: FP8 input and weight, float32 accumulate."""
 
-    def __init__(self, weight_fp8: torch.Tensor, weight_scale: torch.Tensor,
-                 input_scale: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(
+        self,
+        weight_fp8: torch.Tensor,
+        weight_scale: torch.Tensor,
+        input_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+    ):
         super().__init__()
         self.register_buffer("weight", weight_fp8.float() * weight_scale.float())
         self.register_buffer("input_scale", input_scale.float())
@@ -72,8 +77,9 @@ def load_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_emulated(checkpoint: Path, device: str = "cpu", dtype: torch.dtype = torch.bfloat16
-                  ) -> tuple[nn.Module, dict[str, str]]:
+def load_emulated(
+    checkpoint: Path, device: str = "cpu", dtype: torch.dtype = torch.bfloat16
+) -> tuple[nn.Module, dict[str, str]]:
     """The checkpoint as a transformers model computing what vLLM computes.
 
     Returns (model, {module name: "FP8" | "BF16"}). An unquantized checkpoint loads as is.
@@ -83,7 +89,8 @@ def load_emulated(checkpoint: Path, device: str = "cpu", dtype: torch.dtype = to
     from transformers import AutoModelForImageTextToText
 
     model = AutoModelForImageTextToText.from_pretrained(
-        checkpoint, dtype=dtype, device_map=device).eval()
+        checkpoint, dtype=dtype, device_map=device
+    ).eval()
     precision = {}
     if not (checkpoint / "hf_quant_config.json").is_file():
         return model, precision
@@ -97,8 +104,9 @@ def load_emulated(checkpoint: Path, device: str = "cpu", dtype: torch.dtype = to
             precision[key] = "BF16"
             continue
         parent, _, leaf = name.rpartition(".")
-        fp8 = FP8Linear(w, state[f"{key}.weight_scale"], state[f"{key}.input_scale"],
-                        state.get(f"{key}.bias")).to(device)
+        fp8 = FP8Linear(
+            w, state[f"{key}.weight_scale"], state[f"{key}.input_scale"], state.get(f"{key}.bias")
+        ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"
     _attach_kv_scales(model, state, device)

@@ -39,19 +39,24 @@ CLEAR_MARGIN = 0.5
 @dataclasses.dataclass
 class EvalConfig:
     base: Path | None = setting(None, "BF16 base checkpoint")
-    quantized: Path | None = setting(None, "quantized checkpoint (or any checkpoint of the same "
-                                     "architecture and tokenizer)")
+    quantized: Path | None = setting(
+        None, "quantized checkpoint (or any checkpoint of the same architecture and tokenizer)"
+    )
     out: Path | None = setting(None, "JSON file to write")
     calib: Path | None = setting(None, "calibration set .txt, to hold its captions out")
-    max_samples: int = setting(48, "text samples (shipped paragraphs first, then held-out "
-                               "captions)")
+    max_samples: int = setting(
+        48, "text samples (shipped paragraphs first, then held-out captions)"
+    )
     image_samples: int = setting(8, "image+text samples on drawn pictures")
     seq_len: int = setting(256, "max tokens per text sample")
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
     max_model_len: int = setting(2048, "vLLM max model length for scoring")
-    lm_eval: str | None = setting(None, "lm-evaluation-harness tasks, comma separated (vLLM "
-                                  "backend; skipped with a reason when lm_eval is missing)")
+    lm_eval: str | None = setting(
+        None,
+        "lm-evaluation-harness tasks, comma separated (vLLM "
+        "backend; skipped with a reason when lm_eval is missing)",
+    )
     seed: int = setting(1234, "sampling seed for the held-out captions")
     force: bool = setting(False, "replace an existing output file")
 
@@ -66,8 +71,10 @@ def _vocabulary(path: Path) -> tuple | None:
     if not f.is_file():
         return None
     tok = json.loads(f.read_text())
-    return (json.dumps(tok.get("model"), sort_keys=True),
-            [(t["id"], t["content"]) for t in tok.get("added_tokens", [])])
+    return (
+        json.dumps(tok.get("model"), sort_keys=True),
+        [(t["id"], t["content"]) for t in tok.get("added_tokens", [])],
+    )
 
 
 def validate(cfg: EvalConfig) -> str:
@@ -77,19 +84,26 @@ def validate(cfg: EvalConfig) -> str:
         if not (path / "config.json").is_file():
             raise BadInput(f"{flag} {path}: not a Hugging Face checkpoint (no config.json)")
     a, b = _config(cfg.base), _config(cfg.quantized)
-    checks = {"architectures": (a.get("architectures"), b.get("architectures")),
-              "text_config.vocab_size": (a["text_config"]["vocab_size"],
-                                         b["text_config"]["vocab_size"]),
-              "text_config.hidden_size": (a["text_config"]["hidden_size"],
-                                          b["text_config"]["hidden_size"])}
+    checks = {
+        "architectures": (a.get("architectures"), b.get("architectures")),
+        "text_config.vocab_size": (a["text_config"]["vocab_size"], b["text_config"]["vocab_size"]),
+        "text_config.hidden_size": (
+            a["text_config"]["hidden_size"],
+            b["text_config"]["hidden_size"],
+        ),
+    }
     for field, (x, y) in checks.items():
         if x != y:
-            raise BadInput(f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
-                           "checkpoint with its own base")
+            raise BadInput(
+                f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
+                "checkpoint with its own base"
+            )
     ta, tb = (_vocabulary(p) for p in (cfg.base, cfg.quantized))
     if ta is not None and tb is not None and ta != tb:
-        raise BadInput("--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
-                       "or special tokens); compare a checkpoint with its own base")
+        raise BadInput(
+            "--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
+            "or special tokens); compare a checkpoint with its own base"
+        )
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
     check_output(cfg.out, cfg.force)
@@ -97,12 +111,12 @@ def validate(cfg: EvalConfig) -> str:
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise BadInput("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    return cfg.device if cfg.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def layer_errors(base_model, quant_model, fp8_names: list[str], inputs: list[dict],
-                 device: str) -> dict[str, dict[str, float]]:
+def layer_errors(
+    base_model, quant_model, fp8_names: list[str], inputs: list[dict], device: str
+) -> dict[str, dict[str, float]]:
     """Weight error from the tensors; activation error of each FP8 linear on BF16 inputs."""
     import torch
 
@@ -113,12 +127,14 @@ def layer_errors(base_model, quant_model, fp8_names: list[str], inputs: list[dic
     err = {n: {"num": 0.0, "den": 0.0} for n in fp8_names}
     hooks = []
     for name in fp8_names:
+
         def hook(module, args, output, name=name):
             with torch.no_grad():
                 yq = quant_mods[name](args[0]).float()
                 yb = output.float()
                 err[name]["num"] += float((yq - yb).pow(2).sum())
                 err[name]["den"] += float(yb.pow(2).sum())
+
         hooks.append(base_mods[name].register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -134,13 +150,18 @@ def layer_errors(base_model, quant_model, fp8_names: list[str], inputs: list[dic
         out[name] = {
             "weight_error": float((wq - wb).norm() / wb.norm().clamp_min(1e-30)),
             "activation_error": math.sqrt(err[name]["num"] / err[name]["den"])
-            if err[name]["den"] > 0 else 0.0,
+            if err[name]["den"] > 0
+            else 0.0,
         }
     return out
 
 
-def run_vllm(cfg: EvalConfig, token_prompts: list[list[int]],
-             emu_top1: list[list[tuple[int, float]]], workdir: Path) -> dict[str, Any]:
+def run_vllm(
+    cfg: EvalConfig,
+    token_prompts: list[list[int]],
+    emu_top1: list[list[tuple[int, float]]],
+    workdir: Path,
+) -> dict[str, Any]:
     if not cfg.vllm:
         return {"skipped": "--no-vllm"}
     if importlib.util.find_spec("vllm") is None:
@@ -151,28 +172,38 @@ def run_vllm(cfg: EvalConfig, token_prompts: list[list[int]],
 
     scored = {}
     for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
-        spec = {"engine": engine_kwargs(path, max_model_len=cfg.max_model_len,
-                                        enforce_eager=True), "token_prompts": token_prompts}
+        spec = {
+            "engine": engine_kwargs(path, max_model_len=cfg.max_model_len, enforce_eager=True),
+            "token_prompts": token_prompts,
+        }
         scored[role] = run_worker(spec, workdir / f"vllm_{role}")
     nll = {r: -sum(sum(s["logprobs"]) for s in scored[r]["scores"]) for r in scored}
     n = sum(len(s["logprobs"]) for s in scored["base"]["scores"])
-    pairs = [(a, b) for sa, sb in zip(scored["base"]["scores"], scored["quantized"]["scores"],
-                                      strict=True) for a, b in zip(sa["top1"], sb["top1"],
-                                                                   strict=True)]
-    emu = [(a, b, margin) for sq, e in zip(scored["quantized"]["scores"], emu_top1, strict=True)
-           for a, (b, margin) in zip(sq["top1"], e, strict=True)]
+    pairs = [
+        (a, b)
+        for sa, sb in zip(scored["base"]["scores"], scored["quantized"]["scores"], strict=True)
+        for a, b in zip(sa["top1"], sb["top1"], strict=True)
+    ]
+    emu = [
+        (a, b, margin)
+        for sq, e in zip(scored["quantized"]["scores"], emu_top1, strict=True)
+        for a, (b, margin) in zip(sq["top1"], e, strict=True)
+    ]
     clear = [(a, b) for a, b, margin in emu if margin >= CLEAR_MARGIN]
     return {
         "vllm_version": scored["base"]["vllm_version"],
         "used": {r: scored[r]["used"] for r in scored},
         "tokens": n,
-        "nll_base": nll["base"] / n, "nll_quant": nll["quantized"] / n,
+        "nll_base": nll["base"] / n,
+        "nll_quant": nll["quantized"] / n,
         "ppl_ratio": math.exp((nll["quantized"] - nll["base"]) / n),
         "top1_agreement_base_vs_quant": sum(a == b for a, b in pairs) / len(pairs),
         "top1_agreement_emulation_vs_vllm": sum(a == b for a, b, _ in emu) / len(emu),
         "top1_agreement_emulation_vs_vllm_clear": {
-            "margin_nats": CLEAR_MARGIN, "positions": len(clear),
-            "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None},
+            "margin_nats": CLEAR_MARGIN,
+            "positions": len(clear),
+            "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
+        },
         "note": "text samples only; image+text scoring in vLLM is not done",
     }
 
@@ -187,9 +218,9 @@ def run_lm_eval(cfg: EvalConfig) -> dict[str, Any]:
     out = {}
     for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
         args = f"pretrained={path},dtype=bfloat16" + (
-            ",quantization=modelopt" if (path / "hf_quant_config.json").is_file() else "")
-        res = lm_eval.simple_evaluate(model="vllm", model_args=args,
-                                      tasks=cfg.lm_eval.split(","))
+            ",quantization=modelopt" if (path / "hf_quant_config.json").is_file() else ""
+        )
+        res = lm_eval.simple_evaluate(model="vllm", model_args=args, tasks=cfg.lm_eval.split(","))
         out[role] = res["results"]
     return out
 
@@ -207,7 +238,8 @@ def run(cfg: EvalConfig) -> Path:
     with record.timed("load"):
         processor = AutoProcessor.from_pretrained(cfg.base)
         base = AutoModelForImageTextToText.from_pretrained(
-            cfg.base, dtype=torch.bfloat16, device_map=device).eval()
+            cfg.base, dtype=torch.bfloat16, device_map=device
+        ).eval()
         quant, precision = emulate.load_emulated(cfg.quantized, device)
     encoded = [data.encode(processor, s, cfg.seq_len) for s in samples]
     image_token = getattr(base.config, "image_token_id", None)
@@ -222,25 +254,32 @@ def run(cfg: EvalConfig) -> Path:
             st = metrics.token_stats(lb, lq, ids[1:], keep.bool())
             stats[s.group].append({k: v.cpu() for k, v in st.items()})
             if s.group == "text":
-                emu_top1.append(list(zip(st["top1_quant"].tolist(),
-                                         st["margin_quant"].tolist(), strict=True)))
+                emu_top1.append(
+                    list(zip(st["top1_quant"].tolist(), st["margin_quant"].tolist(), strict=True))
+                )
     fp8_names = [n for n, p in precision.items() if p == "FP8"]
     with record.timed("layer_errors"):
         layers = layer_errors(base, quant, fp8_names, encoded, device)
     worst = sorted(layers.items(), key=lambda kv: -kv[1]["activation_error"])[:WORST]
-    text_ids = [enc["input_ids"][0].tolist() for s, enc in zip(samples, encoded, strict=True)
-                if s.group == "text"]
+    text_ids = [
+        enc["input_ids"][0].tolist()
+        for s, enc in zip(samples, encoded, strict=True)
+        if s.group == "text"
+    ]
     del base, quant
     with record.timed("vllm"):
         vllm = run_vllm(cfg, text_ids, emu_top1, cfg.out.parent / f".{cfg.out.stem}-work")
     with record.timed("lm_eval"):
         lm = run_lm_eval(cfg)
     result = {
-        "base": str(cfg.base), "quantized": str(cfg.quantized),
+        "base": str(cfg.base),
+        "quantized": str(cfg.quantized),
         "quantized_is_fp8": bool(fp8_names),
-        "eval_set": {"text_samples": len(stats["text"]),
-                     "image_text_samples": len(stats["image_text"]),
-                     "held_out_from": str(cfg.calib) if cfg.calib else None},
+        "eval_set": {
+            "text_samples": len(stats["text"]),
+            "image_text_samples": len(stats["image_text"]),
+            "held_out_from": str(cfg.calib) if cfg.calib else None,
+        },
         "groups": {g: metrics.summarize(v) for g, v in stats.items()},
         "layers": layers,
         "worst_layers": [{"module": n, **v} for n, v in worst],
@@ -250,7 +289,9 @@ def run(cfg: EvalConfig) -> Path:
     result["run"] = record.data()
     write_text_atomic(cfg.out, dump_json(result))
     t = result["groups"]["text"]
-    print(f"eval: text PPL ratio {t.get('ppl_ratio', float('nan')):.4f}, KLD mean "
-          f"{t.get('kld_mean', float('nan')):.5f}, top-1 {t.get('top1_agreement', 0):.3f} "
-          f"-> {cfg.out}")
+    print(
+        f"eval: text PPL ratio {t.get('ppl_ratio', float('nan')):.4f}, KLD mean "
+        f"{t.get('kld_mean', float('nan')):.5f}, top-1 {t.get('top1_agreement', 0):.3f} "
+        f"-> {cfg.out}"
+    )
     return cfg.out

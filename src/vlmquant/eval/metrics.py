@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 
-def token_stats(base_logits: torch.Tensor, quant_logits: torch.Tensor, targets: torch.Tensor,
-                keep: torch.Tensor) -> dict[str, torch.Tensor]:
+def token_stats(
+    base_logits: torch.Tensor, quant_logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Per position (logits at t predict targets at t): NLLs, KL(base || quant), top-1 match."""
     lb = torch.log_softmax(base_logits.float(), dim=-1)[keep]
     lq = torch.log_softmax(quant_logits.float(), dim=-1)[keep]

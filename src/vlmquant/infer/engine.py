@@ -111,8 +111,7 @@ def score_tokens(llm, token_prompts: list[list[int]]) -> list[dict[str, list]]:
     params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
     prompts = [{"prompt_token_ids": ids} for ids in token_prompts]
     out = []
-    for ids, res in zip(token_prompts, llm.generate(prompts, params, use_tqdm=False),
-                        strict=True):
+    for ids, res in zip(token_prompts, llm.generate(prompts, params, use_tqdm=False), strict=True):
         logprobs, top1 = [], []
         for tok, entry in zip(ids[1:], res.prompt_logprobs[1:], strict=True):
             logprobs.append(entry[tok].logprob)
@@ -131,10 +130,15 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     if "token_prompts" in spec:  # scoring mode (eval stage)
         t1 = time.perf_counter()
         scores = score_tokens(llm, spec["token_prompts"])
-        return {"model": spec["engine"]["model"], "engine": spec["engine"],
-                "vllm_version": vllm.__version__, "used": _engine_facts(llm),
-                "load_s": round(load_s, 3), "score_s": round(time.perf_counter() - t1, 3),
-                "scores": scores}
+        return {
+            "model": spec["engine"]["model"],
+            "engine": spec["engine"],
+            "vllm_version": vllm.__version__,
+            "used": _engine_facts(llm),
+            "load_s": round(load_s, 3),
+            "score_s": round(time.perf_counter() - t1, 3),
+            "scores": scores,
+        }
     sampling = SamplingParams(**spec["sampling"])
     results = []
     t1 = time.perf_counter()
