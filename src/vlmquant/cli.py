@@ -65,6 +65,12 @@ STAGES = [
         "fidelity: PPL, KLD, top-1 agreement, per-layer error from the FP8 artifact; vLLM check",
     ),
     Stage(
+        "bench",
+        "vlmquant.bench.bench_stage",
+        "BenchConfig",
+        "serving speed side by side in vLLM: decode, concurrency, KV capacity, roofline",
+    ),
+    Stage(
         "check-vllm",
         "vlmquant.infer.check_vllm",
         "CheckVllmConfig",

@@ -69,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if tp is bool:
             parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        if typing.get_origin(tp) is list:
+        if typing.get_origin(tp) is list:  # `--x a b` and `--x a --x b` both collect
             kwargs["nargs"] = "+"
+            kwargs["action"] = "extend"
             tp = typing.get_args(tp)[0]
         kwargs["type"] = tp
         if "choices" in field.metadata:

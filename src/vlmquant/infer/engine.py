@@ -127,6 +127,20 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     llm = LLM(**spec["engine"])
     load_s = time.perf_counter() - t0
+    if "bench" in spec:  # benchmark mode (bench stage)
+        from vlmquant.bench.measure import run_bench
+
+        facts = _engine_facts(llm)
+        blocks, size = facts.get("num_gpu_blocks"), facts.get("block_size")
+        return {
+            "model": spec["engine"]["model"],
+            "engine": spec["engine"],
+            "vllm_version": vllm.__version__,
+            "used": facts,
+            "load_s": round(load_s, 3),
+            "kv_cache_tokens": blocks * size if blocks and size else None,
+            **run_bench(llm, spec),
+        }
     if "token_prompts" in spec:  # scoring mode (eval stage)
         t1 = time.perf_counter()
         scores = score_tokens(llm, spec["token_prompts"])

@@ -1,0 +1,25 @@
+# Sourced by the GPU scripts: paths, helpers, and the 3B-shaped models (built once per host).
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+out="${OUT:?set OUT to a results folder}"
+w="${VLMQUANT_GPU_WORK:-/tmp/vlmquant-gpu}"
+shape="${SHAPE:-3b}"      # SHAPE=tiny: a CPU smoke test of the script
+res="$w/results"
+mkdir -p "$w" "$res"
+vq() { python3 -m vlmquant "$@"; }
+step() { echo "=== $(date +%T) $*"; }
+base="$w/models/qwen2_5_vl_3b_random/checkpoints/random"
+q="$w/models/qwen2_5_vl_3b_random/quantized"
+calib="$w/datasets/demo_captions.txt"
+
+ensure_models() {
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"
+    python3 -c "import torch, transformers, vllm; print('torch', torch.__version__, \
+'transformers', transformers.__version__, 'vllm', vllm.__version__)"; } > "$res/environment.txt"
+  [ -f "$base/config.json" ] || vq make-tiny --shape "$shape" --out "$base"
+  [ -f "${calib%.txt}.manifest.json" ] || vq calib --demo --num-samples 512 --out "$calib"
+  [ -f "$q/fp8_fp8_demo/run.json" ] || vq quantize --model "$base" --calib "$calib" \
+    --calib-size 512 --out "$q/fp8_fp8_demo" 2>&1 | tail -1
+  [ -f "$q/fp8_fp8_demo_vlm/run.json" ] || vq quantize --model "$base" --calib "$calib" \
+    --calib-size 256 --scope full --images "${calib%.txt}_images" --out "$q/fp8_fp8_demo_vlm" \
+    2>&1 | tail -1
+}

