@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU run of the infer, check-vllm and eval stages on the Qwen2.5-VL-3B shape (random weights):
-# BF16, FP8 LM-only and FP8 vision checkpoints; results packed into $OUT/stages-3b.tar.gz.
+# BF16, FP8 LM-only and FP8 vision checkpoints; results under $VLMQUANT_GPU_WORK/results
+# (bash scripts/gpu/pack.sh stages-3b brings them back).
 #   usage (GPU host, repo root, vLLM + ModelOpt importable): OUT=DIR bash scripts/gpu/stages_3b.sh
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,7 +19,6 @@ timeout 240 python3 -m vlmquant infer --model "$q/fp8_fp8_demo" --compare "$base
 step infer FP8 vision
 timeout 150 python3 -m vlmquant infer --model "$q/fp8_fp8_demo_vlm" \
   --out-dir "$res/infer_fp8_fp8_demo_vlm" "${gpu[@]}" 2>&1 | grep "^infer\|rror"
-rm -rf "$res"/infer_*/engine_*/engine_spec.json
 step eval LM-only, with the vLLM check
 timeout 240 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo.json" --max-samples 64 --image-samples 16 \
@@ -27,6 +27,3 @@ step eval vision FP8 "(emulation only)"
 timeout 120 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo_vlm" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo_vlm.json" --max-samples 64 --image-samples 16 \
   --no-vllm --force 2>&1 | grep "^eval\|rror"
-step pack
-tar -czf "$out/stages-3b.tar.gz" --exclude='*.log' -C "$w" results
-ls -la "$out"
