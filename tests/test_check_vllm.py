@@ -38,3 +38,17 @@ def test_json_verdict(quantized, capsys):
     assert main(["check-vllm", "--json", str(quantized())]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["ok"] and verdict["vllm_build"] == "cpu" and verdict["findings"] == []
+
+
+def test_fallback_when_vllm_needs_an_engine_config(quantized, monkeypatch, cli):
+    """The GPU build's FP8 method reads the engine's model dtype at construction; without an
+    engine the check falls back to the config's exclusion rules and the refused module names
+    parsed from get_quant_method. Verdicts must not change."""
+    from vllm.model_executor.layers.quantization.modelopt import ModelOptFp8Config
+
+    def needs_engine(self, layer, prefix):
+        raise AssertionError("Current vLLM config is not set.")
+
+    monkeypatch.setattr(ModelOptFp8Config, "get_quant_method", needs_engine)
+    for ckpt in (quantized(), quantized("--scope", "full")):
+        assert cli("check-vllm", ckpt)[0] == 0

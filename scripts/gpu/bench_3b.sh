@@ -10,4 +10,4 @@ args=(--gpu-memory-utilization 0.85)
   --single-stream 32 16 --repeats 2 --max-model-len 512)
 step bench
 vq bench --model "$base" --model "$q/fp8_fp8_demo" --out "$res/bench-3b.json" "${args[@]}" \
-  --force 2>&1 | grep "^bench\|rror"
+  --force 2>&1 | grep --line-buffered "^bench\|rror"

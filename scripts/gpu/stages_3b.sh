@@ -15,15 +15,15 @@ for ckpt in "$base" "$q/fp8_fp8_demo" "$q/fp8_fp8_demo_vlm"; do
 done
 step infer FP8 LM-only with --compare BF16
 timeout 240 python3 -m vlmquant infer --model "$q/fp8_fp8_demo" --compare "$base" \
-  --out-dir "$res/infer_fp8_fp8_demo" "${gpu[@]}" 2>&1 | grep "^infer\|rror"
+  --out-dir "$res/infer_fp8_fp8_demo" "${gpu[@]}" 2>&1 | grep --line-buffered "^infer\|rror"
 step infer FP8 vision
 timeout 150 python3 -m vlmquant infer --model "$q/fp8_fp8_demo_vlm" \
-  --out-dir "$res/infer_fp8_fp8_demo_vlm" "${gpu[@]}" 2>&1 | grep "^infer\|rror"
+  --out-dir "$res/infer_fp8_fp8_demo_vlm" "${gpu[@]}" 2>&1 | grep --line-buffered "^infer\|rror"
 step eval LM-only, with the vLLM check
 timeout 240 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo.json" --max-samples 64 --image-samples 16 \
-  --force 2>&1 | grep "^eval\|rror"
+  --force 2>&1 | grep --line-buffered "^eval\|rror"
 step eval vision FP8 "(emulation only)"
 timeout 120 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo_vlm" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo_vlm.json" --max-samples 64 --image-samples 16 \
-  --no-vllm --force 2>&1 | grep "^eval\|rror"
+  --no-vllm --force 2>&1 | grep --line-buffered "^eval\|rror"

@@ -124,6 +124,8 @@ def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
         raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
     shapes = parse_shapes(cfg.shapes)
     check_output(cfg.out, cfg.force)
+    if cfg.out.exists():
+        cfg.out.unlink()  # --force: a partial file from this run must not mix with an old one
     import torch
 
     return ("cuda" if torch.cuda.is_available() else "cpu"), shapes
@@ -158,7 +160,26 @@ def run(cfg: BenchConfig) -> Path:
         bandwidth = copy_bandwidth(device)
     print(f"bench: copy bandwidth {bandwidth / 1e9:.0f} GB/s on {device}", flush=True)
     work = cfg.out.parent / f".{cfg.out.stem}-work"
-    results = []
+    results: list[dict[str, Any]] = []
+    card = "cpu"
+    if device == "cuda":
+        import torch
+
+        card = torch.cuda.get_device_name()
+
+    def save(complete: bool) -> None:
+        # written after every engine, so a run cut short still leaves what it measured
+        data = {
+            "device": device,
+            "card": card,
+            "copy_bandwidth_bytes_s": bandwidth,
+            "complete": complete,
+            "results": results,
+            "ratios": ratios(results),
+            "run": record.data(),
+        }
+        write_text_atomic(cfg.out, dump_json(data))
+
     for i, model in enumerate(cfg.model):
         need = decode_bytes(model)
         for mode in cfg.modes:

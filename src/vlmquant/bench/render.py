@@ -50,11 +50,12 @@ def plot(data: dict[str, Any], png: Path) -> None:
 
 def render(data: dict[str, Any], png_name: str | None) -> str:
     run = data["run"]
+    source = data.get("bandwidth_source", "measured in the same run")
     lines = [
         f"# vLLM benchmark — {data['card']}",
         "",
         f"- card: {data['card']}; copy bandwidth (read + write) "
-        f"{data['copy_bandwidth_bytes_s'] / 1e9:,.0f} GB/s, measured in the same run",
+        f"{data['copy_bandwidth_bytes_s'] / 1e9:,.0f} GB/s, {source}",
         "- versions: "
         + ", ".join(
             f"{k} {v}"
@@ -65,6 +66,15 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         f"- started: {run['started']}",
         f"- command: `{' '.join(run['command'])}`",
         "",
+        *(
+            [
+                "**Incomplete run**: it stopped before every model and mode had run; the tables "
+                "hold what finished.",
+                "",
+            ]
+            if not data.get("complete", True)
+            else []
+        ),
         "## Single stream and memory",
         "",
         "| model [mode] | tok/s | ms/token | TTFT ms | roofline tok/s | of roofline "

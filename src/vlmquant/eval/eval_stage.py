@@ -266,7 +266,12 @@ def run(cfg: EvalConfig) -> Path:
         for s, enc in zip(samples, encoded, strict=True)
         if s.group == "text"
     ]
-    del base, quant
+    del base, quant  # free the GPU for vLLM's engines
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
     with record.timed("vllm"):
         vllm = run_vllm(cfg, text_ids, emu_top1, cfg.out.parent / f".{cfg.out.stem}-work")
     with record.timed("lm_eval"):

@@ -89,11 +89,20 @@ def architecture_modules(checkpoint: Path) -> dict[str, str]:
 
 
 def quant_decider(checkpoint: Path, model_cls):
-    """A function vllm_prefix -> True when the installed vLLM will run that linear in FP8."""
+    """A function vllm_prefix -> True when the installed vLLM will run that linear in FP8.
+
+    Asks the installed ModelOpt config's own `get_quant_method` with a probe layer. Where that
+    needs a live engine config (the GPU build constructs the FP8 method, which reads the model
+    dtype), it falls back to the same config's `is_layer_excluded` plus the module-name
+    substrings that `get_quant_method` refuses to quantize, read from its source.
+    """
     cfg_json = json.loads((checkpoint / "config.json").read_text())
     qc = cfg_json.get("quantization_config")
     if not qc:
         return lambda prefix: False
+    import inspect
+    import re
+
     from vllm.model_executor.layers.linear import LinearBase
     from vllm.model_executor.layers.quantization.modelopt import ModelOptFp8Config
 
@@ -101,9 +110,15 @@ def quant_decider(checkpoint: Path, model_cls):
     config.packed_modules_mapping = dict(getattr(model_cls, "packed_modules_mapping", {}))
     config.apply_vllm_mapper(model_cls.hf_to_vllm_mapper)
     probe = LinearBase.__new__(LinearBase)  # isinstance is all get_quant_method looks at
+    source = inspect.getsource(type(config).get_quant_method)
+    refused = re.findall(r"[\"']([A-Za-z0-9_.]+)[\"'] in prefix", source)
 
     def quantized(prefix: str) -> bool:
-        return type(config.get_quant_method(probe, prefix)).__name__ != "UnquantizedLinearMethod"
+        try:
+            method = config.get_quant_method(probe, prefix)
+        except Exception:  # needs set_current_vllm_config (GPU build)
+            return not config.is_layer_excluded(prefix) and not any(r in prefix for r in refused)
+        return type(method).__name__ != "UnquantizedLinearMethod"
 
     return quantized
 

@@ -1,0 +1,95 @@
+"""Render eval JSON files as one markdown page (fidelity tables, worst layers, vLLM check).
+
+    python -m vlmquant.eval.render OUT.md TITLE EVAL.json [EVAL.json ...]
+
+Every number comes from the JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+GROUP_COLUMNS = (
+    "tokens",
+    "ppl_base",
+    "ppl_quant",
+    "ppl_ratio",
+    "kld_mean",
+    "kld_median",
+    "kld_p99",
+    "kld_max",
+    "top1_agreement",
+)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def section(name: str, r: dict[str, Any]) -> list[str]:
+    run = r["run"]
+    lines = [
+        f"## {name}",
+        "",
+        f"- base: `{r['base']}`",
+        f"- quantized: `{r['quantized']}`",
+        f"- eval set: {r['eval_set']['text_samples']} text samples, "
+        f"{r['eval_set']['image_text_samples']} image+text samples (held out from "
+        f"{r['eval_set']['held_out_from']})",
+        "- time: " + ", ".join(f"{k} {v} s" for k, v in run["timings_s"].items()),
+        "- memory: " + ", ".join(f"{k} {v}" for k, v in run["memory"].items()),
+        "",
+        "| group | " + " | ".join(GROUP_COLUMNS) + " |",
+        "|---|" + "---|" * len(GROUP_COLUMNS),
+    ]
+    for group, g in r["groups"].items():
+        lines.append(f"| {group} | " + " | ".join(_fmt(g.get(c, "")) for c in GROUP_COLUMNS) + " |")
+    lines += [
+        "",
+        "Ten worst layers by activation error (FP8 output vs BF16 output on the same BF16 input):",
+        "",
+        "| module | activation error | weight error |",
+        "|---|---|---|",
+    ]
+    for w in r["worst_layers"]:
+        lines.append(f"| {w['module']} | {w['activation_error']:.4f} | {w['weight_error']:.4f} |")
+    v = r["vllm"]
+    lines += [
+        "",
+        "vLLM check: "
+        + (
+            v["skipped"]
+            if "skipped" in v
+            else f"vLLM {v['vllm_version']}, {v['tokens']} tokens, NLL base {v['nll_base']:.4f} / "
+            f"quantized {v['nll_quant']:.4f}, PPL ratio {v['ppl_ratio']:.4f}, top-1 base vs "
+            f"quantized {v['top1_agreement_base_vs_quant']:.3f}, emulation vs vLLM "
+            f"{v['top1_agreement_emulation_vs_vllm']:.3f} (clear positions: "
+            f"{v['top1_agreement_emulation_vs_vllm_clear']['agreement']})"
+        ),
+        "",
+    ]
+    return lines
+
+
+def render(title: str, files: list[Path]) -> str:
+    lines = [f"# {title}", ""]
+    for f in files:
+        lines += section(f.stem, json.loads(f.read_text()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    Path(argv[0]).write_text(render(argv[1], [Path(a) for a in argv[2:]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
