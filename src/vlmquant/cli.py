@@ -72,6 +72,18 @@ STAGES = [
         "serving speed side by side in vLLM: decode, concurrency, KV capacity, roofline",
     ),
     Stage(
+        "report",
+        "vlmquant.report.report_stage",
+        "ReportConfig",
+        "markdown reports per variant + reports/index.md, rendered from the recorded runs",
+    ),
+    Stage(
+        "pipeline",
+        "vlmquant.pipeline.pipeline_stage",
+        "PipelineConfig",
+        "run a recipe's stages in order, skipping those whose outputs are current",
+    ),
+    Stage(
         "check-vllm",
         "vlmquant.infer.check_vllm",
         "CheckVllmConfig",
@@ -124,8 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         recipe = cfgmod.load_recipe(args.recipe) if args.recipe else None
-        settings = cfgmod.build(args._settings, recipe, cli, stage.name)
-        args._module.run(settings)
+        if stage.name == "pipeline":  # the recipe is its input, not a settings table
+            if recipe is None:
+                raise BadInput("pipeline: pass --recipe FILE")
+            settings = cfgmod.build(args._settings, None, cli, stage.name)
+            args._module.run(settings, recipe, args.recipe)
+        else:
+            settings = cfgmod.build(args._settings, recipe, cli, stage.name)
+            args._module.run(settings)
     except BadInput as e:
         print(f"vlmquant {stage.name}: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,121 @@
+"""Run every stage a recipe names, in pipeline order, skipping the ones that are current.
+
+    vlmquant pipeline --recipe recipes/qwen2_5_vl_3b_instruct/fp8_fp8_coco2017.toml
+
+Order: make-tiny -> calib -> quantize -> infer -> eval -> bench (only with a CUDA GPU) ->
+report (whenever the recipe quantizes). A stage is current when its settings and everything
+upstream are unchanged since it last ran and its output exists: each stage's key hashes its
+resolved settings, its external inputs (the COCO annotations, the base checkpoint's files),
+and the key of the stage before it, so changing the calibration seed reruns calib and every
+stage after it, and nothing before. Keys live in runs/pipeline/state.json (relative to where
+you run it), one per stage output, so recipes sharing a base model or calib set share them.
+`--force-stage NAME` reruns one stage (and so the ones after it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import build, load_recipe, setting, to_jsonable
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import write_text_atomic
+
+ORDER = ("make-tiny", "calib", "quantize", "infer", "eval", "bench", "report")
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    force_stage: list[str] = setting(
+        [], "stages to rerun even when current (and all after)", choices=list(ORDER)
+    )
+    state: Path | None = setting(None, "state file (default runs/pipeline/state.json)")
+
+
+def _stage(name: str):
+    from vlmquant.cli import STAGES
+
+    spec = next(s for s in STAGES if s.name == name)
+    module = importlib.import_module(spec.module)
+    return module, getattr(module, spec.settings)
+
+
+def _output(name: str, cfg: Any) -> Path | None:
+    return {
+        "make-tiny": lambda: cfg.out / "config.json",
+        "calib": lambda: cfg.out.with_suffix(".manifest.json"),
+        "quantize": lambda: (cfg.out / "run.json") if cfg.out else None,
+        "infer": lambda: cfg.out_dir / "run.json",
+        "eval": lambda: cfg.out,
+        "bench": lambda: cfg.out,
+        "report": lambda: cfg.model_root / "reports",
+    }[name]()
+
+
+def _external(name: str, cfg: Any) -> list[str]:
+    """Fingerprints of inputs no earlier stage produced."""
+    paths = []
+    if name == "calib" and cfg.coco_annotations:
+        paths.append(cfg.coco_annotations)
+    if name == "quantize" and cfg.model and cfg.model.is_dir():
+        paths += sorted(cfg.model.glob("*.safetensors")) + [cfg.model / "config.json"]
+    out = []
+    for p in paths:
+        st = p.stat() if p.exists() else None
+        out.append(f"{p}:{st.st_size}:{st.st_mtime_ns}" if st else f"{p}:missing")
+    return out
+
+
+def run(
+    cfg: PipelineConfig, recipe: dict[str, Any] | None = None, recipe_path: Path | None = None
+) -> Path:
+    """`vlmquant pipeline --recipe FILE` passes the recipe read from FILE."""
+    if recipe is None:
+        if recipe_path is None:
+            raise BadInput("pipeline: pass --recipe FILE")
+        recipe = load_recipe(recipe_path)
+    stages = [s for s in ORDER if s in recipe or (s == "report" and "quantize" in recipe)]
+    if not stages:
+        raise BadInput(
+            f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
+        )
+    state_path = cfg.state or Path("runs/pipeline/state.json")
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    import torch
+
+    previous, forced = "", False
+    for name in stages:
+        module, settings_cls = _stage(name)
+        table = dict(recipe.get(name, {}))
+        if name == "report" and "model_root" not in table:
+            out = build(_stage("quantize")[1], recipe, {}, "quantize").out
+            table["model_root"] = str(out.parent.parent)
+        fields = {f.name for f in dataclasses.fields(settings_cls)}
+        settings = build(settings_cls, {name: table}, {}, name)
+        if name == "bench" and not torch.cuda.is_available():
+            print("pipeline: bench skipped (no CUDA GPU)")
+            continue
+        key = hashlib.sha256(
+            json.dumps(
+                [to_jsonable(settings), _external(name, settings), previous], sort_keys=True
+            ).encode()
+        ).hexdigest()
+        forced = forced or name in cfg.force_stage
+        output = _output(name, settings)
+        slot = f"{name}:{output}"  # recipes that share a stage's output share its state
+        if not forced and state.get(slot) == key and output is not None and output.exists():
+            print(f"pipeline: {name} is current, skipped")
+        else:
+            if "force" in fields:
+                settings = dataclasses.replace(settings, force=True)
+            print(f"pipeline: running {name}")
+            module.run(settings)
+            forced = True  # everything downstream reruns
+            state[slot] = key
+            write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
+        previous = key
+    return state_path

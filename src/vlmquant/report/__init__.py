@@ -1,0 +1,1 @@
+"""Report stage: markdown reports rendered from the recorded runs."""

@@ -1,0 +1,402 @@
+"""Render a report per quantized variant from the recorded runs, and the reports index.
+
+    vlmquant report --model-root models/qwen2_5_vl_3b_instruct
+
+Reads only what the stages wrote: models/<model>/checkpoints/*, quantized/<variant>/
+(run.json, precision_map.json, safetensors headers), runs/<variant>/infer/ (run.json,
+compare.json), runs/<variant>/fidelity.json, runs/bench.json. Writes
+models/<model>/reports/report-<variant>.md (+ a per-layer error PNG) and reports/index.md. A
+stage that has not run gets a section that says so and gives the command that runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import write_text_atomic
+from vlmquant.inspect.checkpoint import summarize
+
+SECTIONS = (
+    "Models and sizes",
+    "Calibration dataset",
+    "PTQ settings",
+    "Mixed-precision scheme",
+    "vLLM inference test",
+    "Fidelity",
+    "Performance",
+    "vLLM compatibility",
+    "Reproduce",
+)
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    model_root: Path | None = setting(None, "models/<model> folder")
+    index: Path | None = setting(
+        None, "reports index to write (default: reports/index.md beside models/)"
+    )
+    check_vllm: bool = setting(True, "run check-vllm on each variant for its section")
+
+
+def _load(path: Path) -> Any | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(text: str, n: int = 80) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def not_run(what: str, command: str) -> list[str]:
+    return [f"_Not run yet._ {what} Run:", "", f"    {command}", ""]
+
+
+def sizes(base: Path | None, variant: Path) -> list[str]:
+    lines = ["| checkpoint | format | size (GiB) |", "|---|---|---|"]
+    for path in filter(None, (base, variant)):
+        s = summarize(path)
+        lines.append(f"| {path.name} | {s['format']} | {s['safetensors_gib']:.3f} |")
+    return lines + [""]
+
+
+def calibration(run: dict[str, Any]) -> list[str]:
+    calib = Path(run["config"]["calib"])
+    manifest = _load(calib.with_suffix(".manifest.json")) or {}
+    c = run["calibration"]
+    src = manifest.get("source", {})
+    return [
+        f"- file: `{calib}` (sha256 `{run['inputs']['calib'].get('sha256', '?')}`)",
+        f"- source: {src.get('kind', '?')} `{src.get('path', '?')}`"
+        + (" — **synthetic**" if src.get("synthetic") else ""),
+        f"- set: {manifest.get('counts', {}).get('selected', '?')} captions, seed "
+        f"{manifest.get('seed', '?')}; used {c['samples']} x <= {c['max_seq']} tokens "
+        f"({c['mode']}, batch {c['batch_size']})",
+        "",
+    ]
+
+
+def ptq(run: dict[str, Any]) -> list[str]:
+    cfg, v = run["config"], run["versions"]
+    return [
+        f"- qformat {cfg['qformat']}, KV cache {cfg['kv_cache_qformat']}, scope "
+        f"{cfg['scope']}, algorithm {run['calibration']['algorithm']}",
+        f"- nvidia-modelopt {v.get('nvidia-modelopt')}, torch {v.get('torch')}, "
+        f"transformers {v.get('transformers')} on {run.get('device_name', run['device'])}",
+        "- time (s): " + ", ".join(f"{k} {t}" for k, t in run["timings_s"].items()),
+        "- peak memory: " + ", ".join(f"{k} {m}" for k, m in run["memory"].items()),
+        f"- fused-scale unification: {run['fused_scales']}",
+        "",
+    ]
+
+
+def scheme(run: dict[str, Any], pmap: dict[str, Any]) -> list[str]:
+    lines = ["Quant-config rules in the order ModelOpt applies them (later entries win):", ""]
+    for i, e in enumerate(run["quant_cfg"]["quant_cfg"], 1):
+        what = "disable" if e.get("enable") is False else json.dumps(e.get("cfg", {}))
+        parent = f" [{e['parent_class']}]" if e.get("parent_class") else ""
+        lines.append(f"{i}. `{e['quantizer_name']}`{parent}: {what}")
+    groups: Counter = Counter()
+    for name, m in pmap["modules"].items():
+        groups[(re.sub(r"\.\d+\.", ".N.", name), m["precision"], m["rule"])] += 1
+    lines += [
+        "",
+        "Resulting precision, grouped (`N` = every layer/block index):",
+        "",
+        "| count | modules | precision | decided by |",
+        "|---|---|---|---|",
+    ]
+    for (pattern, prec, rule), n in sorted(groups.items()):
+        lines.append(f"| {n} | `{pattern}` | {prec} | {_cell(rule, 70)} |")
+    kv = pmap.get("kv_cache_scales_exported", {})
+    lines += [
+        "",
+        f"KV cache: {len(kv)} scale tensors (k_scale/v_scale)"
+        + (", FP8" if kv else ", none exported"),
+        "",
+        "Full per-module table: [precision_map.json](PRECISION_MAP)",
+        "",
+    ]
+    return lines
+
+
+def _relpath(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target, start)
+
+
+def inference(infer_dir: Path, report_dir: Path) -> list[str]:
+    run, cmp = _load(infer_dir / "run.json"), _load(infer_dir / "compare.json")
+    r = run["result"]
+    lines = [
+        f"- vLLM {r['vllm_version']}, quantization {r['used'].get('quantization')}, KV "
+        f"cache {r['used'].get('kv_cache_dtype')}, load {r['load_s']} s, "
+        f"{r['tokens_per_s']} output tok/s",
+        f"- sampling: {json.dumps(r['sampling'])}",
+        "",
+    ]
+    rel = Path(_relpath(infer_dir, report_dir))
+    if cmp:
+        lines += [
+            f"Greedy tokens identical to BF16 for {cmp['identical']} of {cmp['prompts']} prompts.",
+            "",
+            "| # | prompt | image | BF16 | FP8 | same |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in cmp["rows"]:
+            n = c["sample"]
+            lines.append(
+                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {_cell(c['prompt'], 50)} "
+                f"| {c['image'] or ''} | {_cell(c['base_response'], 60)} "
+                f"| {_cell(c['model_response'], 60)} "
+                f"| {'yes' if c['tokens_match'] else 'no'} |"
+            )
+    else:
+        lines += ["| # | prompt | image | response |", "|---|---|---|---|"]
+        for line in (infer_dir / "samples.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            n = row["sample"]
+            lines.append(
+                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {_cell(row['text'], 50)} "
+                f"| {row['image'] or ''} | {_cell(row['response'])} |"
+            )
+    return lines + [""]
+
+
+def layer_plot(fid: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(fid["layers"])
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.bar(
+        range(len(names)),
+        [fid["layers"][n]["activation_error"] for n in names],
+        label="activation error",
+    )
+    ax.plot(
+        range(len(names)),
+        [fid["layers"][n]["weight_error"] for n in names],
+        "k.",
+        label="weight error",
+    )
+    ax.set_xlabel("FP8 linear (checkpoint order)")
+    ax.set_ylabel("relative error")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+def fidelity(fid: dict[str, Any], png_name: str) -> list[str]:
+    cols = ("tokens", "ppl_ratio", "kld_mean", "kld_p99", "kld_max", "top1_agreement")
+    lines = ["| inputs | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for group, g in fid["groups"].items():
+        lines.append(
+            f"| {group} | "
+            + " | ".join(
+                f"{g[c]:.4g}" if isinstance(g.get(c), float) else str(g.get(c, "")) for c in cols
+            )
+            + " |"
+        )
+    lines += ["", "| worst layers | activation error | weight error |", "|---|---|---|"]
+    lines += [
+        f"| {w['module']} | {w['activation_error']:.4f} | {w['weight_error']:.4f} |"
+        for w in fid["worst_layers"]
+    ]
+    v = fid["vllm"]
+    lines += [
+        "",
+        "vLLM check: "
+        + (
+            v.get("skipped")
+            or f"vLLM {v['vllm_version']}: PPL ratio {v['ppl_ratio']:.4f}, top-1 base vs FP8 "
+            f"{v['top1_agreement_base_vs_quant']:.3f}, emulation vs vLLM "
+            f"{v['top1_agreement_emulation_vs_vllm']:.3f}"
+        ),
+        "",
+    ]
+    if fid["layers"]:
+        lines += [f"![per-layer error]({png_name})", ""]
+    return lines
+
+
+def performance(bench: dict[str, Any], variant: str) -> list[str]:
+    lines = [
+        f"On {bench['card']}:",
+        "",
+        "| model [mode] | single-stream tok/s | of roofline | KV cache tokens |",
+        "|---|---|---|---|",
+    ]
+    for r in bench["results"]:
+        lines.append(
+            f"| {Path(r['model']).name} [{r['mode']}] "
+            f"| {r['single_stream']['tok_s']:.1f} | {100 * r['roofline_fraction']:.0f}% "
+            f"| {r['kv_cache_tokens']} |"
+        )
+    for key, entry in bench["ratios"].items():
+        if key.startswith(variant):
+            lines.append("")
+            lines.append(
+                f"{key}: single stream {entry['single_stream_tok_s']:.2f}x"
+                + (
+                    f", KV capacity {entry['kv_cache_tokens']:.2f}x"
+                    if "kv_cache_tokens" in entry
+                    else ""
+                )
+            )
+    return lines + [""]
+
+
+def compatibility(variant: Path) -> list[str]:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return not_run("vLLM is not importable here.", f"vlmquant check-vllm {variant}")
+    from vlmquant.infer import check_vllm
+
+    verdict = check_vllm.check(variant)
+    return ["```", check_vllm.render(verdict), "```", ""]
+
+
+def reproduce(runs: list[dict[str, Any] | None]) -> list[str]:
+    lines = []
+    for r in filter(None, runs):
+        argv = ["vlmquant", *r["command"][1:]]  # argv[0] is wherever the script was installed
+        lines.append(f"- {r['stage']} (git {r['git_revision']}): `{' '.join(argv)}`")
+    return lines + [""]
+
+
+def render_variant(
+    root: Path, base: Path | None, variant: Path, report_dir: Path, do_check: bool
+) -> tuple[str, dict[str, Any]]:
+    name = variant.name
+    run = _load(variant / "run.json")
+    pmap = _load(variant / "precision_map.json")
+    runs = root / "runs" / name
+    fid = _load(runs / "fidelity.json")
+    bench = _load(root / "runs" / "bench.json")
+    infer_dir = runs / "infer"
+    png = f"report-{name}-layers.png"
+    out = {s: [] for s in SECTIONS}
+    out["Models and sizes"] = sizes(base, variant)
+    out["Calibration dataset"] = calibration(run)
+    out["PTQ settings"] = ptq(run)
+    out["Mixed-precision scheme"] = [
+        line.replace("PRECISION_MAP", _relpath(variant / "precision_map.json", report_dir))
+        for line in scheme(run, pmap)
+    ]
+    out["vLLM inference test"] = (
+        inference(infer_dir, report_dir)
+        if (infer_dir / "run.json").is_file()
+        else not_run(
+            "No vLLM samples recorded.",
+            f"vlmquant infer --model {variant} --compare {base} --out-dir {infer_dir}",
+        )
+    )
+    if fid:
+        layer_plot(fid, report_dir / png)
+        out["Fidelity"] = fidelity(fid, png)
+    else:
+        out["Fidelity"] = not_run(
+            "No fidelity measured.",
+            f"vlmquant eval --base {base} --quantized {variant} --out {runs / 'fidelity.json'}",
+        )
+    out["Performance"] = (
+        performance(bench, name)
+        if bench
+        else not_run(
+            "No benchmark recorded (it needs a GPU).",
+            f"vlmquant bench --model {base} --model {variant} --out {root / 'runs' / 'bench.json'}",
+        )
+    )
+    out["vLLM compatibility"] = (
+        compatibility(variant)
+        if do_check
+        else not_run("check-vllm was skipped (--no-check-vllm).", f"vlmquant check-vllm {variant}")
+    )
+    infer_run = _load(infer_dir / "run.json")
+    out["Reproduce"] = reproduce([run, infer_run, fid["run"] if fid else None])
+    lines = [
+        f"# {root.name} — {name}",
+        "",
+        "Generated by `vlmquant report` from the recorded runs; do not edit by hand.",
+        "",
+    ]
+    for section in SECTIONS:
+        lines += [f"## {section}", "", *out[section]]
+    t = (fid or {}).get("groups", {}).get("text", {})
+    speed = next(
+        (
+            e["single_stream_tok_s"]
+            for k, e in (bench or {}).get("ratios", {}).items()
+            if k.startswith(name)
+        ),
+        None,
+    )
+    headline = {
+        "size_gib": summarize(variant)["safetensors_gib"],
+        "ppl_ratio": t.get("ppl_ratio"),
+        "kld_mean": t.get("kld_mean"),
+        "top1": t.get("top1_agreement"),
+        "speedup": speed,
+    }
+    return "\n".join(lines), headline
+
+
+def run(cfg: ReportConfig) -> Path:
+    root = cfg.model_root
+    if root is None or not (root / "quantized").is_dir():
+        raise BadInput(
+            f"--model-root {root}: no quantized/ folder; pass models/<model> after "
+            "running `vlmquant quantize`"
+        )
+    variants = sorted(p for p in (root / "quantized").iterdir() if (p / "run.json").is_file())
+    if not variants:
+        raise BadInput(f"--model-root {root}: no finished quantized variant (run.json) in it")
+    bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
+    report_dir = root / "reports"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    index_path = cfg.index or root.parent.parent / "reports" / "index.md"
+    rows = []
+    for variant in variants:
+        text, head = render_variant(
+            root, bases[0] if bases else None, variant, report_dir, cfg.check_vllm
+        )
+        path = report_dir / f"report-{variant.name}.md"
+        write_text_atomic(path, text)
+        rows.append((variant.name, path, head))
+        print(f"report: {path}")
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def fmt(v: Any, spec: str) -> str:
+        return "—" if v is None else format(v, spec)
+
+    lines = [
+        "# Reports",
+        "",
+        "Generated by `vlmquant report`.",
+        "",
+        "| model | variant | size GiB | PPL ratio | KLD mean | top-1 | single-stream speedup "
+        "| report |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, path, h in rows:
+        lines.append(
+            f"| {root.name} | {name} | {fmt(h['size_gib'], '.3f')} "
+            f"| {fmt(h['ppl_ratio'], '.4f')} | {fmt(h['kld_mean'], '.4g')} "
+            f"| {fmt(h['top1'], '.3f')} | {fmt(h['speedup'], '.2f')} "
+            f"| [{path.name}]({_relpath(path, index_path.parent)}) |"
+        )
+    write_text_atomic(index_path, "\n".join(lines) + "\n")
+    print(f"report: {index_path}")
+    return report_dir

@@ -1,0 +1,67 @@
+"""pipeline: runs a recipe's stages, a second run skips them all, a changed calib seed reruns
+calib and everything after it and nothing before."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    m = tmp_path / "models" / "tiny_qwen2_5_vl"
+
+    def write(seed: int):
+        path = tmp_path / "tiny.toml"
+        path.write_text(f"""
+[make-tiny]
+out = "{m}/checkpoints/tiny"
+[calib]
+demo = true
+num_samples = 64
+seed = {seed}
+out = "{tmp_path}/datasets/demo_captions.txt"
+[quantize]
+model = "{m}/checkpoints/tiny"
+calib = "{tmp_path}/datasets/demo_captions.txt"
+out = "{m}/quantized/fp8_fp8_demo"
+calib_size = 32
+[eval]
+base = "{m}/checkpoints/tiny"
+quantized = "{m}/quantized/fp8_fp8_demo"
+calib = "{tmp_path}/datasets/demo_captions.txt"
+out = "{m}/runs/fp8_fp8_demo/fidelity.json"
+vllm = false
+max_samples = 6
+image_samples = 2
+[report]
+check_vllm = false
+""")
+        return path
+
+    return write
+
+
+def ran(out: str) -> list[str]:
+    return [line.split()[-1] for line in out.splitlines() if line.startswith("pipeline: running")]
+
+
+def test_skip_logic(recipe, tmp_path, capsys):
+    from vlmquant.cli import main
+
+    state = ["--state", str(tmp_path / "state.json")]
+    assert main(["pipeline", "--recipe", str(recipe(1234)), *state]) == 0
+    assert ran(capsys.readouterr().out) == ["make-tiny", "calib", "quantize", "eval", "report"]
+    report = tmp_path / "models" / "tiny_qwen2_5_vl" / "reports" / "report-fp8_fp8_demo.md"
+    assert report.is_file()
+    assert main(["pipeline", "--recipe", str(recipe(1234)), *state]) == 0
+    out = capsys.readouterr().out
+    assert ran(out) == [] and out.count("is current, skipped") == 5
+    assert main(["pipeline", "--recipe", str(recipe(99)), *state]) == 0
+    assert ran(capsys.readouterr().out) == ["calib", "quantize", "eval", "report"]
+    assert main(["pipeline", "--recipe", str(recipe(99)), *state, "--force-stage", "eval"]) == 0
+    assert ran(capsys.readouterr().out) == ["eval", "report"]
+
+
+def test_recipe_is_required(cli):
+    code, err = cli("pipeline")
+    assert code == 2 and "--recipe" in err

@@ -1,0 +1,101 @@
+"""report: every section present, numbers equal their JSON, links resolve, PNG opens, a stage
+that has not run says so with its command."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory, tiny_model, quantized):
+    from vlmquant.cli import main
+
+    root = tmp_path_factory.mktemp("repo") / "models" / "tiny_qwen2_5_vl"
+    shutil.copytree(tiny_model, root / "checkpoints" / "tiny")
+    shutil.copytree(quantized(), root / "quantized" / "fp8_fp8_demo")
+    fid = root / "runs" / "fp8_fp8_demo" / "fidelity.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--base",
+                str(root / "checkpoints" / "tiny"),
+                "--quantized",
+                str(root / "quantized" / "fp8_fp8_demo"),
+                "--out",
+                str(fid),
+                "--no-vllm",
+                "--max-samples",
+                "8",
+                "--image-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert main(["report", "--model-root", str(root)]) == 0
+    return root
+
+
+def test_every_section_is_there(model_root):
+    from vlmquant.report.report_stage import SECTIONS
+
+    text = (model_root / "reports" / "report-fp8_fp8_demo.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings == list(SECTIONS)
+
+
+def test_numbers_equal_the_json(model_root):
+    from vlmquant.inspect.checkpoint import summarize
+
+    text = (model_root / "reports" / "report-fp8_fp8_demo.md").read_text()
+    fid = json.loads((model_root / "runs" / "fp8_fp8_demo" / "fidelity.json").read_text())
+    text_row = next(line for line in text.splitlines() if line.startswith("| text |"))
+    cells = [c.strip() for c in text_row.strip("|").split("|")]
+    g = fid["groups"]["text"]
+    assert cells[1:] == [str(g["tokens"])] + [
+        f"{g[k]:.4g}" for k in ("ppl_ratio", "kld_mean", "kld_p99", "kld_max", "top1_agreement")
+    ]
+    for w in fid["worst_layers"]:
+        assert f"| {w['module']} | {w['activation_error']:.4f} | {w['weight_error']:.4f} |" in text
+    size = summarize(model_root / "quantized" / "fp8_fp8_demo")["safetensors_gib"]
+    assert f"| fp8_fp8_demo | FP8 (W8A8 E4M3), FP8 KV cache, vision BF16 | {size:.3f} |" in text
+    run = json.loads((model_root / "quantized" / "fp8_fp8_demo" / "run.json").read_text())
+    assert f"sha256 `{run['inputs']['calib']['sha256']}`" in text
+    index = (model_root.parent.parent / "reports" / "index.md").read_text()
+    assert f"| {g['ppl_ratio']:.4f} | {g['kld_mean']:.4g} | {g['top1_agreement']:.3f} |" in index
+
+
+def test_links_resolve_and_png_opens(model_root):
+    reports = model_root / "reports"
+    text = (reports / "report-fp8_fp8_demo.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert links
+    for link in links:
+        assert (reports / link).exists(), link
+    png = reports / "report-fp8_fp8_demo-layers.png"
+    with Image.open(png) as im:
+        assert im.size[0] > 100
+    index = model_root.parent.parent / "reports" / "index.md"
+    for link in re.findall(r"\]\(([^)]+)\)", index.read_text()):
+        assert (index.parent / link).exists(), link
+
+
+def test_missing_stages_say_so_with_the_command(model_root):
+    text = (model_root / "reports" / "report-fp8_fp8_demo.md").read_text()
+    infer = text.split("## vLLM inference test")[1].split("## ")[0]
+    assert "_Not run yet._" in infer and "vlmquant infer --model" in infer
+    perf = text.split("## Performance")[1].split("## ")[0]
+    assert "_Not run yet._" in perf and "vlmquant bench" in perf
+    assert "PASS:" in text.split("## vLLM compatibility")[1]
+
+
+def test_no_quantized_variant_is_bad_input(tmp_path, cli):
+    (tmp_path / "m" / "quantized").mkdir(parents=True)
+    code, err = cli("report", "--model-root", tmp_path / "m")
+    assert code == 2 and "no finished quantized variant" in err
