@@ -23,6 +23,7 @@ from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
+from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.infer import check_vllm
@@ -167,10 +168,6 @@ def comparison(model: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_markdown(cmp: dict[str, Any]) -> str:
-    def cell(text: str, n: int = 120) -> str:
-        text = " ".join(text.split()).replace("|", "\\|")
-        return text if len(text) <= n else text[: n - 1] + "…"
-
     lines = [
         f"# {Path(cmp['model']).name} vs {Path(cmp['base']).name}",
         "",
@@ -182,8 +179,8 @@ def compare_markdown(cmp: dict[str, Any]) -> str:
     for r in cmp["rows"]:
         diff = r["first_differing_token"]
         lines.append(
-            f"| {r['sample']} | {cell(r['prompt'], 60)} | {r['image'] or ''} "
-            f"| {cell(r['base_response'])} | {cell(r['model_response'])} "
+            f"| {r['sample']} | {table_cell(r['prompt'], 60)} | {r['image'] or ''} "
+            f"| {table_cell(r['base_response'], 120)} | {table_cell(r['model_response'], 120)} "
             f"| {'yes' if r['tokens_match'] else 'no'} "
             f"| {'' if diff is None else diff} |"
         )

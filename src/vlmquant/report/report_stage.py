@@ -20,6 +20,7 @@ from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
+from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import write_text_atomic
 from vlmquant.inspect.checkpoint import summarize
 
@@ -47,11 +48,6 @@ class ReportConfig:
 
 def _load(path: Path) -> Any | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _cell(text: str, n: int = 80) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def not_run(what: str, command: str) -> list[str]:
@@ -113,7 +109,7 @@ def scheme(run: dict[str, Any], pmap: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for (pattern, prec, rule), n in sorted(groups.items()):
-        lines.append(f"| {n} | `{pattern}` | {prec} | {_cell(rule, 70)} |")
+        lines.append(f"| {n} | `{pattern}` | {prec} | {table_cell(rule, 70)} |")
     kv = pmap.get("kv_cache_scales_exported", {})
     lines += [
         "",
@@ -153,9 +149,9 @@ def inference(infer_dir: Path, report_dir: Path) -> list[str]:
         for c in cmp["rows"]:
             n = c["sample"]
             lines.append(
-                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {_cell(c['prompt'], 50)} "
-                f"| {c['image'] or ''} | {_cell(c['base_response'], 60)} "
-                f"| {_cell(c['model_response'], 60)} "
+                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {table_cell(c['prompt'], 50)} "
+                f"| {c['image'] or ''} | {table_cell(c['base_response'], 60)} "
+                f"| {table_cell(c['model_response'], 60)} "
                 f"| {'yes' if c['tokens_match'] else 'no'} |"
             )
     else:
@@ -164,8 +160,8 @@ def inference(infer_dir: Path, report_dir: Path) -> list[str]:
             row = json.loads(line)
             n = row["sample"]
             lines.append(
-                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {_cell(row['text'], 50)} "
-                f"| {row['image'] or ''} | {_cell(row['response'])} |"
+                f"| [{n}]({rel / f'sample_{n:02d}.txt'}) | {table_cell(row['text'], 50)} "
+                f"| {row['image'] or ''} | {table_cell(row['response'])} |"
             )
     return lines + [""]
 
