@@ -219,19 +219,7 @@ def run(cfg: BenchConfig) -> Path:
                 f"{100 * r['roofline_fraction']:.0f}% of roofline {roofline:.0f}",
                 flush=True,
             )
-    card = "cpu"
-    if device == "cuda":
-        import torch
-
-        card = torch.cuda.get_device_name()
-    data = {
-        "device": device,
-        "card": card,
-        "copy_bandwidth_bytes_s": bandwidth,
-        "results": results,
-        "ratios": ratios(results),
-        "run": record.data(),
-    }
-    write_text_atomic(cfg.out, dump_json(data))
+            save(complete=False)
+    save(complete=True)
     print(f"bench: -> {cfg.out}")
     return cfg.out
