@@ -48,12 +48,6 @@ STAGES = [
         "FP8 PTQ with ModelOpt (hf_ptq semantics) and a vLLM-ready export",
     ),
     Stage(
-        "inspect",
-        "vlmquant.inspect.inspect_stage",
-        "InspectConfig",
-        "size, dtypes and per-module precision of a checkpoint, read from its headers",
-    ),
-    Stage(
         "infer",
         "vlmquant.infer.infer_stage",
         "InferConfig",
@@ -82,6 +76,12 @@ STAGES = [
         "vlmquant.pipeline.pipeline_stage",
         "PipelineConfig",
         "run a recipe's stages in order, skipping those whose outputs are current",
+    ),
+    Stage(
+        "inspect",
+        "vlmquant.inspect.inspect_stage",
+        "InspectConfig",
+        "size, dtypes and per-module precision of a checkpoint, read from its headers",
     ),
     Stage(
         "check-vllm",
