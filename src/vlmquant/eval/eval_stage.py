@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.config import setting
+from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
 from vlmquant.core.runinfo import RunRecord
@@ -107,11 +108,7 @@ def validate(cfg: EvalConfig) -> str:
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
     check_output(cfg.out, cfg.force)
-    import torch
-
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    return cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(cfg.device)
 
 
 def layer_errors(

@@ -10,10 +10,15 @@ alone (embeddings, convolutions it does not wrap).
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
 from typing import Any
 
 FP8 = "FP8_E4M3"
 BF16 = "BF16"
+
+
+def precision_counts(modules: dict[str, Any]) -> dict[str, int]:
+    return dict(Counter(m["precision"] for m in modules.values()))
 
 
 def hub_name(name: str) -> str:
@@ -77,10 +82,12 @@ def precision_map(model, quant_cfg: list[dict[str, Any]], outside: list[str]) ->
             q = getattr(module, f"{which}_bmm_quantizer", None)
             if q is not None and q.is_enabled:
                 kv[f"{hub_name(name)}.{which}_proj.{which}_scale"] = _scale(q)
-    counts: dict[str, int] = {}
-    for m in modules.values():
-        counts[m["precision"]] = counts.get(m["precision"], 0) + 1
-    return {"counts": counts, "modules": modules, "kv_cache_scales": kv, "quant_cfg": quant_cfg}
+    return {
+        "counts": precision_counts(modules),
+        "modules": modules,
+        "kv_cache_scales": kv,
+        "quant_cfg": quant_cfg,
+    }
 
 
 def reconcile_with_export(pmap: dict[str, Any], checkpoint) -> dict[str, Any]:
@@ -114,8 +121,5 @@ def reconcile_with_export(pmap: dict[str, Any], checkpoint) -> dict[str, Any]:
     pmap["kv_cache_scales_exported"] = {
         k: v for k, v in scales.items() if k.endswith(("k_scale", "v_scale"))
     }
-    counts: dict[str, int] = {}
-    for m in pmap["modules"].values():
-        counts[m["precision"]] = counts.get(m["precision"], 0) + 1
-    pmap["counts"] = counts
+    pmap["counts"] = precision_counts(pmap["modules"])
     return pmap

@@ -26,6 +26,7 @@ import random
 from pathlib import Path
 
 from vlmquant.core.config import setting
+from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
@@ -118,14 +119,7 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
         )
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
         raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
-    import torch
-
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    device = (
-        cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
-    return device, mode
+    return resolve_device(cfg.device), mode
 
 
 def auto_batch_size(model, cfg: QuantizeConfig, device: str, n: int) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.config import setting
-from vlmquant.core.errors import BadInput
+from vlmquant.core.device import resolve_device
 from vlmquant.core.outputs import atomic_dir
 
 SPECIAL_TOKENS = [
@@ -216,21 +216,11 @@ def build_processor(shape: str, tok):
     )
 
 
-def pick_device(requested: str, shape: str) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise BadInput("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
-    if requested == "auto":
-        return "cuda" if shape == "3b" and torch.cuda.is_available() else "cpu"
-    return requested
-
-
 def run(cfg: MakeTinyConfig) -> Path:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    device = pick_device(cfg.device, cfg.shape)
+    device = resolve_device(cfg.device, prefer_gpu=cfg.shape == "3b")
     with atomic_dir(cfg.out, cfg.force) as tmp:
         tok = build_tokenizer()
         config = build_config(cfg.shape, tok)
