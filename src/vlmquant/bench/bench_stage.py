@@ -17,6 +17,7 @@ with `python -m vlmquant.bench.render FILE.json OUT.md`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,22 @@ class BenchConfig:
     shapes: list[str] = setting(["128x256", "512x256", "2048x128"], "input x output lengths")
     repeats: int = setting(3, "repeats of the single-stream and image cases")
     matrix_repeats: int = setting(1, "repeats of each concurrency case")
+    matrix: bool = setting(True, "run the concurrency x shapes matrix (--no-matrix: skip it)")
+    engine_arg: list[str] = setting(
+        [],
+        "extra vLLM LLM() argument KEY=VALUE (VALUE as JSON, else a string), repeatable; e.g. "
+        "async_scheduling=true; recorded in the mode label",
+    )
+    engine_env: list[str] = setting(
+        [],
+        "environment variable KEY=VALUE for the engine process, repeatable; e.g. "
+        "VLLM_DISABLED_KERNELS=FlashInferFP8ScaledMMLinearKernel; recorded in the mode label",
+    )
+    profile_steps: int = setting(
+        0,
+        "also profile this many single-stream decode steps per engine (torch profiler, GPU "
+        "time by kernel category vs wall time; CUDA only; 0 = off)",
+    )
     image: str | None = setting("red_circle", "drawn image for the image-prefill case ('' to skip)")
     gpu_memory_utilization: float | None = setting(
         None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
@@ -111,6 +128,22 @@ def decode_bytes(checkpoint: Path) -> dict[str, int]:
     }
 
 
+def parse_pairs(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
+    """KEY=VALUE items; VALUE parsed as JSON where `as_json` and it parses, else kept a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise BadInput(f"{flag} {item}: use KEY=VALUE, e.g. {flag} NAME=1")
+        out[key] = value
+        if as_json:
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
 def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
     if not cfg.model or cfg.out is None:
         raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
@@ -123,12 +156,19 @@ def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
     if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1 or len(cfg.single_stream) != 2:
         raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
     shapes = parse_shapes(cfg.shapes)
+    parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
+    parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
+    if cfg.profile_steps < 0:
+        raise BadInput("--profile-steps must be >= 0")
     check_output(cfg.out, cfg.force)
     if cfg.out.exists():
         cfg.out.unlink()  # --force: a partial file from this run must not mix with an old one
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu"), shapes
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.profile_steps and device != "cuda":
+        raise BadInput("--profile-steps profiles CUDA kernels: it needs a CUDA GPU (drop it here)")
+    return device, shapes
 
 
 def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,30 +220,42 @@ def run(cfg: BenchConfig) -> Path:
         }
         write_text_atomic(cfg.out, dump_json(data))
 
+    extra = parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
+    extra_env = parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
+    suffix = "".join(f", {k}={json.dumps(v)}" for k, v in extra.items()) + "".join(
+        f", {k}={v}" for k, v in extra_env.items()
+    )
     for i, model in enumerate(cfg.model):
         need = decode_bytes(model)
-        for mode in cfg.modes:
+        for base_mode in cfg.modes:
+            mode = base_mode + suffix
             print(f"bench: {model} [{mode}] ...", flush=True)
             engine = engine_kwargs(
                 model,
                 max_model_len=cfg.max_model_len,
-                enforce_eager=mode == "eager",
+                enforce_eager=base_mode == "eager",
                 gpu_memory_utilization=cfg.gpu_memory_utilization,
             )
             engine["enable_prefix_caching"] = False
+            engine.update(extra)
             spec = {
                 "engine": engine,
                 "bench": {
                     "single_stream": cfg.single_stream,
-                    "shapes": shapes,
+                    "shapes": shapes if cfg.matrix else [],
                     "concurrency": cfg.concurrency,
+                    "profile_steps": cfg.profile_steps,
                     "repeats": cfg.repeats,
                     "matrix_repeats": cfg.matrix_repeats,
                     "image": cfg.image or None,
                 },
             }
             with record.timed(f"{model.name}:{mode}"):
-                r = run_worker(spec, work / f"{i}_{mode}")
+                # the profiler must share a process with the engine core to see its kernels
+                env = dict(extra_env)
+                if cfg.profile_steps:
+                    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+                r = run_worker(spec, work / f"{i}_{base_mode}", env=env)
             roofline = bandwidth / need["total"]
             r.update(
                 model_index=i,

@@ -23,17 +23,7 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def weight_bytes(model) -> int:
-    """Runs inside the worker: bytes of every parameter and buffer as loaded."""
-    total = 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        total += t.numel() * t.element_size()
-    return total
-
-
 def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
-    import importlib
-
     from vllm import SamplingParams
 
     cfg = spec["bench"]
@@ -81,6 +71,8 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
         for inp, out in cfg["shapes"]
         for c in cfg["concurrency"]
     ]
+    if cfg.get("profile_steps"):
+        result["profile"] = profile_decode(llm, cfg["profile_steps"], ss[0], vocab)
     if cfg.get("image"):
         from vlmquant.infer.engine import _messages
 
@@ -93,10 +85,82 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
             llm.chat(msgs, params, use_tqdm=False)
             times.append(time.perf_counter() - t0)
         result["image_prefill_s"] = _stats(times)
-    try:
-        probe = importlib.import_module("vlmquant.bench.measure").weight_bytes
-        result["weight_bytes_loaded"] = llm.apply_model(probe)[0]
-    except Exception as e:  # apply_model needs VLLM_ALLOW_INSECURE_SERIALIZATION
-        result["weight_bytes_loaded"] = None
-        result["weight_bytes_error"] = str(e)[:200]
     return result
+
+
+# Kernel-name patterns (lowercase) -> category, first match wins.
+KERNEL_CATEGORIES = (
+    ("attention", ("flash", "fmha", "attn", "attention", "paged")),
+    ("gemm", ("gemm", "cutlass", "xmma", "nvjet", "cublas", "scaled_mm", "matmul", "splitk")),
+    ("fp8 quantize", ("quant", "fp8")),
+    ("sampling", ("sample", "topk", "top_k", "argmax", "softmax", "sort")),
+    ("copy / memset", ("memcpy", "memset", "copy")),
+    ("fused elementwise (triton)", ("triton",)),
+)
+
+
+def kernel_category(name: str) -> str:
+    low = name.lower()
+    for category, patterns in KERNEL_CATEGORIES:
+        if any(p in low for p in patterns):
+            return category
+    return "other"
+
+
+def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, Any]:
+    """GPU time of `steps` single-stream decode steps, by kernel category, against wall time.
+
+    Needs the engine in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so CUPTI sees its
+    kernels, including those replayed from CUDA graphs. Two profiled runs on the same prompt:
+    max_tokens=1 (the prefill) and max_tokens=steps+1; their difference is the decode steps.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from vllm import SamplingParams
+
+    rng = random.Random(1)
+    prompt = [{"prompt_token_ids": [rng.randrange(10, vocab) for _ in range(prompt_len)]}]
+
+    def run(max_tokens: int) -> tuple[float, dict[str, tuple[float, int]]]:
+        params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, temperature=0.0)
+        llm.generate(prompt, params, use_tqdm=False)  # warm, same shapes
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            t0 = time.perf_counter()
+            llm.generate(prompt, params, use_tqdm=False)
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - t0
+        kernels: dict[str, tuple[float, int]] = {}
+        for evt in prof.key_averages():
+            us = getattr(evt, "self_device_time_total", 0.0) or 0.0
+            if us > 0:
+                t, n = kernels.get(evt.key, (0.0, 0))
+                kernels[evt.key] = (t + us, n + evt.count)
+        return wall, kernels
+
+    wall_p, prefill = run(1)
+    wall_d, full = run(steps + 1)
+    per_kernel = {}
+    for k, (us, n) in full.items():
+        us0, n0 = prefill.get(k, (0.0, 0))
+        per_kernel[k] = ((us - us0) / steps, n - n0)
+    per_kernel = {k: v for k, v in per_kernel.items() if v[0] > 0}
+    categories: dict[str, float] = {}
+    for k, (us, _) in per_kernel.items():
+        c = kernel_category(k)
+        categories[c] = categories.get(c, 0.0) + us
+    gpu_us = sum(categories.values())
+    wall_us = (wall_d - wall_p) / steps * 1e6
+    top = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:12]
+    return {
+        "steps": steps,
+        "wall_us_per_step": wall_us,
+        "gpu_busy_us_per_step": gpu_us,
+        "gpu_idle_us_per_step": max(wall_us - gpu_us, 0.0),
+        "categories_us_per_step": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "kernel_launches_per_step": sum(n for _, n in per_kernel.values()) / steps,
+        "top_kernels": [
+            {"name": k[:160], "category": kernel_category(k), "us_per_step": us, "calls": n}
+            for k, (us, n) in top
+        ],
+    }

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vlmquant.core.markdown import table_cell
+
 
 def _name(r: dict[str, Any]) -> str:
     return f"{Path(r['model']).name} [{r['mode']}]"
@@ -46,6 +48,51 @@ def plot(data: dict[str, Any], png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def has_matrix(data: dict[str, Any]) -> bool:
+    return any(r["matrix"] for r in data["results"])
+
+
+def profile_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per engine: where one decode step's time goes (GPU kernels by category, idle GPU)."""
+    profiled = [r for r in results if r.get("profile")]
+    if not profiled:
+        return []
+    cats = sorted({c for r in profiled for c in r["profile"]["categories_us_per_step"]})
+    lines = [
+        "",
+        "## Decode step profile (torch profiler, single stream)",
+        "",
+        "Microseconds per decode step. GPU idle = wall time minus the summed kernel time: "
+        "launch gaps, scheduling and sampling on the CPU.",
+        "",
+        "| model [mode] | wall | GPU busy | GPU idle | kernels/step | " + " | ".join(cats) + " |",
+        "|---|---|---|---|---|" + "---|" * len(cats),
+    ]
+    for r in profiled:
+        p = r["profile"]
+        c = p["categories_us_per_step"]
+        lines.append(
+            f"| {_name(r)} | {p['wall_us_per_step']:.0f} | {p['gpu_busy_us_per_step']:.0f} "
+            f"| {p['gpu_idle_us_per_step']:.0f} | {p['kernel_launches_per_step']:.0f} | "
+            + " | ".join(f"{c.get(k, 0.0):.0f}" for k in cats)
+            + " |"
+        )
+    for r in profiled:
+        lines += [
+            "",
+            f"Top kernels, {_name(r)}:",
+            "",
+            "| kernel | category | us/step | calls |",
+            "|---|---|---|---|",
+        ]
+        for k in r["profile"]["top_kernels"]:
+            lines.append(
+                f"| {table_cell(k['name'], 90)} | {k['category']} | {k['us_per_step']:.1f} "
+                f"| {k['calls']} |"
+            )
+    return lines
 
 
 def render(data: dict[str, Any], png_name: str | None) -> str:
@@ -91,14 +138,15 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             f"| {wb / 2**30 if wb else float('nan'):.2f} | {r['kv_cache_tokens']} "
             f"| {r['load_s']:.0f} |"
         )
-    lines += [
-        "",
-        "## Concurrency",
-        "",
-        "| model [mode] | concurrency | input -> output | output tok/s | total tok/s "
-        "| TTFT ms (median) | TPOT ms (median) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    if has_matrix(data):
+        lines += [
+            "",
+            "## Concurrency",
+            "",
+            "| model [mode] | concurrency | input -> output | output tok/s | total tok/s "
+            "| TTFT ms (median) | TPOT ms (median) |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for r in data["results"]:
         for m in r["matrix"]:
             lines.append(
@@ -122,6 +170,7 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
                     f"| {_name(r)} | {1000 * t['median']:.1f} "
                     f"({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
                 )
+    lines += profile_lines(data["results"])
     lines += [
         "",
         "## Ratios against the first model",
@@ -143,9 +192,10 @@ def main(argv: list[str]) -> int:
         return 2
     src, out = Path(argv[0]), Path(argv[1])
     data = json.loads(src.read_text())
-    png = out.with_suffix(".png")
-    plot(data, png)
-    out.write_text(render(data, png.name))
+    png = out.with_suffix(".png") if has_matrix(data) else None
+    if png:
+        plot(data, png)
+    out.write_text(render(data, png.name if png else None))
     return 0
 
 

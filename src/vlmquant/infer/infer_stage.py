@@ -228,7 +228,8 @@ def run(cfg: InferConfig) -> Path:
             (tmp / "compare.md").write_text(compare_markdown(cmp))
             record.extra["compare"] = {k: cmp[k] for k in ("base", "identical", "prompts")}
             record.extra["base_result"] = {
-                k: base[k] for k in ("model", "used", "load_s", "tokens_per_s")
+                k: base[k]
+                for k in ("model", "used", "load_s", "generate_s", "output_tokens", "tokens_per_s")
             }
         (tmp / "run.json").write_text(dump_json(record.data()))
     print(
