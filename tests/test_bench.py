@@ -33,12 +33,19 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         1,
         "--max-model-len",
         256,
+        "--engine-arg",
+        "max_num_seqs=4",
+        "--engine-env",
+        "VLLM_CPU_OMP_THREADS_BIND=auto",
     )
     assert code == 0, err
     data = json.loads(out.read_text())
     assert data["complete"] is True and data["device"] == "cpu"
+    # extra engine arguments reach vLLM (as JSON values) and label the mode
+    assert all(r["engine"]["max_num_seqs"] == 4 for r in data["results"])
     assert data["copy_bandwidth_bytes_s"] > 0
-    assert [(r["model_index"], r["mode"]) for r in data["results"]] == [(0, "eager"), (1, "eager")]
+    mode = "eager, max_num_seqs=4, VLLM_CPU_OMP_THREADS_BIND=auto"
+    assert [(r["model_index"], r["mode"]) for r in data["results"]] == [(0, mode), (1, mode)]
     for r in data["results"]:
         assert r["single_stream"]["tok_s"] > 0 and r["roofline_tok_s"] > 0
         assert [(m["concurrency"], m["input_len"], m["output_len"]) for m in r["matrix"]] == [
@@ -60,3 +67,33 @@ def test_bad_shapes(tiny_model, tmp_path, cli):
         "bench", "--model", tiny_model, "--out", tmp_path / "b.json", "--shapes", "512by256"
     )
     assert code == 2 and "INPUTxOUTPUT" in err
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--engine-arg", "max_num_seqs"], "--engine-arg max_num_seqs: use KEY=VALUE"),
+        (["--engine-env", "=1"], "--engine-env =1: use KEY=VALUE"),
+        (["--profile-steps", "8"], "--profile-steps profiles CUDA kernels"),
+    ],
+)
+def test_bad_engine_options(tiny_model, tmp_path, cli, flags, says):
+    out = tmp_path / "b.json"
+    code, err = cli("bench", "--model", tiny_model, "--out", out, *flags)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_kernel_categories_file_fused_triton_kernels_first():
+    from vlmquant.bench.measure import kernel_category
+
+    assert kernel_category("triton_red_fused__to_copy_clamp_cutlass_scaled_mm_rms_norm_1") == (
+        "fused elementwise (triton)"
+    )
+    assert kernel_category("void cutlass::device_kernel<vllm::cutlass_3x_gemm_sm90_fp8<>>") == (
+        "gemm"
+    )
+    assert kernel_category("nvjet_sm90_tst_256x8_64x6_4x1_v_bz_TNT") == "gemm"
+    assert kernel_category("flash::FlashAttnFwdSm90<...>") == "attention"
+    assert kernel_category("vllm::reshape_and_cache_flash_kernel<...>") == "attention"
+    assert kernel_category("something_else") == "other"

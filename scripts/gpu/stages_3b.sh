@@ -3,8 +3,9 @@
 # BF16, FP8 LM-only and FP8 vision checkpoints; results under $VLMQUANT_GPU_WORK/results
 # (bash scripts/gpu/pack.sh stages-3b brings them back).
 #   usage (GPU host, repo root, vLLM + ModelOpt importable):
-#     OUT=DIR bash scripts/gpu/stages_3b.sh [infer|eval|all]   (default all; one call each fits
-#     the device's 10-minute limit where all does not)
+#     OUT=DIR bash scripts/gpu/stages_3b.sh [infer|eval|eval-lm|all]   (default all; one call
+#     each fits the device's 10-minute limit where all does not; NEED_VLM=0 with eval-lm skips
+#     building the vision-FP8 export)
 set -uo pipefail
 part="${1:-all}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -12,7 +13,7 @@ step build models; ensure_models
 gpu=(--gpu-memory-utilization 0.5 --max-tokens 64 --enforce-eager --force)
 [ "$shape" = tiny ] && gpu=(--max-tokens 16 --enforce-eager --max-model-len 1024 --force)
 
-if [ "$part" != eval ]; then
+if [ "$part" = infer ] || [ "$part" = all ]; then
 for ckpt in "$base" "$q/fp8_fp8_demo" "$q/fp8_fp8_demo_vlm"; do
   step check-vllm "$(basename "$ckpt")"
   vq check-vllm --json "$ckpt" > "$res/check_vllm_$(basename "$ckpt").json"
@@ -29,6 +30,7 @@ step eval LM-only, with the vLLM check
 timeout 240 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo.json" --max-samples 64 --image-samples 16 \
   --force 2>&1 | grep --line-buffered "^eval\|rror"
+[ "$part" = eval-lm ] && exit 0
 step eval vision FP8 "(emulation only)"
 timeout 120 python3 -m vlmquant eval --base "$base" --quantized "$q/fp8_fp8_demo_vlm" \
   --calib "$calib" --out "$res/eval_fp8_fp8_demo_vlm.json" --max-samples 64 --image-samples 16 \

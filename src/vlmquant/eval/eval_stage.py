@@ -6,7 +6,8 @@
 
 The quantized model is the artifact run through an FP8 emulation (vlmquant.eval.emulate):
 FP8 weights x weight_scale, inputs quantized with their static input_scale, keys/values with
-k_scale/v_scale — what the FP8 kernels compute. On a held-out set (captions the calibration did
+k_scale/v_scale — what the FP8 kernels compute, with the arithmetic of the vLLM build the
+numbers are checked against (`--kernels`; the base runs the same arithmetic without FP8). On a held-out set (captions the calibration did
 not use, shipped paragraphs, image+text samples on drawn pictures), separately for text and
 image+text: NLL and perplexity of both and their ratio; KL(base || quantized) per token (mean,
 median, p99, max); top-1 agreement; per layer, the weight error (dequantized FP8 vs BF16,
@@ -60,6 +61,10 @@ class EvalConfig:
     )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
     max_model_len: int = setting(2048, "vLLM max model length for scoring")
+    gpu_memory_utilization: float = setting(
+        0.5,
+        "vLLM's GPU memory share for scoring (this process keeps its CUDA context beside it)",
+    )
     lm_eval: str | None = setting(
         None,
         "lm-evaluation-harness tasks, comma separated (vLLM "
@@ -190,7 +195,12 @@ def run_vllm(
     scored = {}
     for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
         spec = {
-            "engine": engine_kwargs(path, max_model_len=cfg.max_model_len, enforce_eager=True),
+            "engine": engine_kwargs(
+                path,
+                max_model_len=cfg.max_model_len,
+                enforce_eager=True,
+                gpu_memory_utilization=cfg.gpu_memory_utilization,
+            ),
             "token_prompts": token_prompts,
         }
         scored[role] = run_worker(spec, workdir / f"vllm_{role}")

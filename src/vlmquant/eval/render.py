@@ -67,8 +67,9 @@ def section(name: str, r: dict[str, Any]) -> list[str]:
             v["skipped"]
             if "skipped" in v
             else f"vLLM {v['vllm_version']}, {v['tokens']} tokens, NLL base {v['nll_base']:.4f} / "
-            f"quantized {v['nll_quant']:.4f}, PPL ratio {v['ppl_ratio']:.4f}, top-1 base vs "
-            f"quantized {v['top1_agreement_base_vs_quant']:.3f}, emulation vs vLLM "
+            f"quantized {v['nll_quant']:.4f} (emulation: {r['groups']['text']['nll_base']:.4f} / "
+            f"{r['groups']['text']['nll_quant']:.4f}), PPL ratio {v['ppl_ratio']:.4f}, "
+            f"top-1 base vs quantized {v['top1_agreement_base_vs_quant']:.3f}, emulation vs vLLM "
             f"{v['top1_agreement_emulation_vs_vllm']:.3f} (clear positions: "
             f"{v['top1_agreement_emulation_vs_vllm_clear']['agreement']})"
         ),
@@ -78,7 +79,11 @@ def section(name: str, r: dict[str, Any]) -> list[str]:
 
 
 def render(title: str, files: list[Path]) -> str:
+    """`notes.md` beside the first file, when present, goes under the title (context only)."""
     lines = [f"# {title}", ""]
+    notes = files[0].parent / "notes.md" if files else None
+    if notes is not None and notes.is_file():
+        lines += [notes.read_text().strip(), ""]
     for f in files:
         lines += section(f.stem, json.loads(f.read_text()))
     return "\n".join(lines)

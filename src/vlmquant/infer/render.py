@@ -33,7 +33,10 @@ def _engine_row(label: str, res: dict[str, Any]) -> str:
 
 def render(results: Path, title: str) -> str:
     env = (results / "environment.txt").read_text().strip().splitlines()
-    lines = [f"# {title}", "", "- card, memory, driver: " + env[0], "- " + env[1]]
+    lines = [f"# {title}", ""]
+    if (results / "notes.md").is_file():  # context only; every number below comes from files
+        lines += [(results / "notes.md").read_text().strip(), ""]
+    lines += ["- card, memory, driver: " + env[0], "- " + env[1]]
     runs = sorted(p for p in results.glob("infer_*") if (p / "run.json").is_file())
     if runs:
         first = json.loads((runs[0] / "run.json").read_text())

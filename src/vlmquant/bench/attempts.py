@@ -1,0 +1,83 @@
+"""Render a record of speed attempts: each a bench JSON (with --profile-steps) and what was
+tried, predicted and concluded, from a TOML file; every number comes from the JSON files.
+
+    python -m vlmquant.bench.attempts docs/results/bench-3b-h200-attempts.toml OUT.md
+
+TOML: `title`, optional `intro`, then one `[[attempt]]` per run with `name`, `json` (relative
+to the TOML file), `change` (what differs from vLLM's defaults), `prediction` (say when it was
+written) and `conclusion`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from vlmquant.bench.render import _name, profile_lines, step_breakdown
+
+CATEGORIES = ("gemm", "attention", "fused elementwise (triton)")
+
+
+def render(spec: dict[str, Any], base: Path) -> str:
+    attempts = spec["attempt"]
+    loaded = [json.loads((base / a["json"]).read_text()) for a in attempts]
+    run = loaded[0]["run"]
+    versions = ", ".join(
+        f"{k} {v}" for k, v in run["versions"].items() if k in ("torch", "vllm", "transformers")
+    )
+    lines = [
+        f"# {spec['title']}",
+        "",
+        f"- card: {loaded[0]['card']}; all attempts on this card, one session",
+        f"- versions: {versions}; code: {run['git_revision']}",
+        f"- command of the first run: `{' '.join(run['command'])}`",
+        "",
+        *([spec["intro"].strip(), ""] if spec.get("intro") else []),
+        "## Every engine",
+        "",
+        "Microseconds per decode step (single stream, prompt 128). step = unprofiled time per "
+        "output token; busy = GPU kernel time; idle = step - busy.",
+        "",
+        "| attempt | model [mode] | tok/s | of roofline | step | busy | idle | "
+        + " | ".join(CATEGORIES)
+        + " | kernels/step |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|",
+    ]
+    for a, data in zip(attempts, loaded, strict=True):
+        for r in data["results"]:
+            b = step_breakdown(r)
+            lines.append(
+                f"| {a['name']} | {_name(r)} | {r['single_stream']['tok_s']:.1f} "
+                f"| {100 * r['roofline_fraction']:.0f}% | {b['step_us']:.0f} "
+                f"| {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
+                + " | ".join(f"{b['categories'].get(c, 0.0):.0f}" for c in CATEGORIES)
+                + f" | {b['launches']:.0f} |"
+            )
+    for a, data in zip(attempts, loaded, strict=True):
+        lines += [
+            "",
+            f"## {a['name']}",
+            "",
+            f"- change: {a['change']}",
+            f"- prediction: {a['prediction']}",
+            f"- result: {a['json']}",
+            f"- conclusion: {a['conclusion']}",
+        ]
+        lines += profile_lines(data["results"])
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    src = Path(argv[0])
+    Path(argv[1]).write_text(render(tomllib.loads(src.read_text()), src.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
