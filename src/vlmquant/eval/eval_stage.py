@@ -7,14 +7,15 @@
 The quantized model is the artifact run through an FP8 emulation (vlmquant.eval.emulate):
 FP8 weights x weight_scale, inputs quantized with their static input_scale, keys/values with
 k_scale/v_scale — what the FP8 kernels compute, with the arithmetic of the vLLM build the
-numbers are checked against (`--kernels`; the base runs the same arithmetic without FP8). On a held-out set (captions the calibration did
-not use, shipped paragraphs, image+text samples on drawn pictures), separately for text and
-image+text: NLL and perplexity of both and their ratio; KL(base || quantized) per token (mean,
-median, p99, max); top-1 agreement; per layer, the weight error (dequantized FP8 vs BF16,
-relative Frobenius) and the activation error (each FP8 linear's output vs the BF16 linear's on
-the same BF16 input), with the ten worst named. Then the same text token sequences through
-vLLM (prompt logprobs) for both checkpoints: NLL and top-1 agreement as vLLM computes them,
-and the agreement of the emulation's top-1 tokens with vLLM's on the quantized model.
+numbers are checked against (`--kernels`; the base runs the same arithmetic without FP8).
+On a held-out set (captions the calibration did not use, shipped paragraphs, image+text
+samples on drawn pictures), separately for text and image+text: NLL and perplexity of both
+and their ratio; KL(base || quantized) per token (mean, median, p99, max); top-1 agreement;
+per layer, the weight error (dequantized FP8 vs BF16, relative Frobenius) and the activation
+error (each FP8 linear's output vs the BF16 linear's on the same BF16 input), with the ten
+worst named. Then the same text token sequences through vLLM (prompt logprobs) for both
+checkpoints: NLL and top-1 agreement as vLLM computes them, and the agreement of the
+emulation's top-1 tokens with vLLM's on the quantized model.
 """
 
 from __future__ import annotations
