@@ -195,7 +195,14 @@ def layer_plot(fid: dict[str, Any], png: Path) -> None:
 
 def fidelity(fid: dict[str, Any], png_name: str) -> list[str]:
     cols = ("tokens", "ppl_ratio", "kld_mean", "kld_p99", "kld_max", "top1_agreement")
-    lines = ["| inputs | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        "From the exported artifact through an FP8 emulation that follows the "
+        f"{fid.get('emulated_kernels', 'cuda')} build of vLLM's arithmetic "
+        "(vlmquant.eval.emulate).",
+        "",
+        "| inputs | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     for group, g in fid["groups"].items():
         lines.append(
             f"| {group} | "
