@@ -144,7 +144,17 @@ def parse_pairs(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
     return out
 
 
-def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
+@dataclasses.dataclass
+class Checked:
+    """What validate() parsed from the settings, so run() parses nothing twice."""
+
+    device: str
+    shapes: list[tuple[int, int]]
+    engine_args: dict[str, Any]
+    engine_env: dict[str, Any]
+
+
+def validate(cfg: BenchConfig) -> Checked:
     if not cfg.model or cfg.out is None:
         raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
     for m in cfg.model:
@@ -156,8 +166,8 @@ def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
     if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1 or len(cfg.single_stream) != 2:
         raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
     shapes = parse_shapes(cfg.shapes)
-    parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
-    parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
+    engine_args = parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
+    engine_env = parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
     if cfg.profile_steps < 0:
         raise BadInput("--profile-steps must be >= 0")
     check_output(cfg.out, cfg.force)
@@ -168,7 +178,7 @@ def validate(cfg: BenchConfig) -> tuple[str, list[tuple[int, int]]]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.profile_steps and device != "cuda":
         raise BadInput("--profile-steps profiles CUDA kernels: it needs a CUDA GPU (drop it here)")
-    return device, shapes
+    return Checked(device, shapes, engine_args, engine_env)
 
 
 def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -192,7 +202,8 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(cfg: BenchConfig) -> Path:
-    device, shapes = validate(cfg)
+    checked = validate(cfg)
+    device, shapes = checked.device, checked.shapes
     from vlmquant.infer.engine import engine_kwargs, run_worker
 
     record = RunRecord("bench", cfg)
@@ -220,8 +231,7 @@ def run(cfg: BenchConfig) -> Path:
         }
         write_text_atomic(cfg.out, dump_json(data))
 
-    extra = parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
-    extra_env = parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
+    extra, extra_env = checked.engine_args, checked.engine_env
     suffix = "".join(f", {k}={json.dumps(v)}" for k, v in extra.items()) + "".join(
         f", {k}={v}" for k, v in extra_env.items()
     )

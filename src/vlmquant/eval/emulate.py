@@ -209,6 +209,8 @@ def _attach_kv_scales(
     arith: Arithmetic,
     dtype: torch.dtype,
 ) -> bool:
+    """Give every text attention module the arithmetic, and its KV scales where the export has
+    them; True when any has."""
     found = False
     held = dtype if arith.vllm else torch.float32  # vLLM: KV scales live in the model dtype
     for name, module in model.named_modules():

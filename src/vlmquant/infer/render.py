@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlmquant.core.markdown import table_cell
+from vlmquant.core.markdown import notes, table_cell
 
 
 def _engine_row(label: str, res: dict[str, Any]) -> str:
@@ -33,9 +33,7 @@ def _engine_row(label: str, res: dict[str, Any]) -> str:
 
 def render(results: Path, title: str) -> str:
     env = (results / "environment.txt").read_text().strip().splitlines()
-    lines = [f"# {title}", ""]
-    if (results / "notes.md").is_file():  # context only; every number below comes from files
-        lines += [(results / "notes.md").read_text().strip(), ""]
+    lines = [f"# {title}", "", *notes(results)]
     lines += ["- card, memory, driver: " + env[0], "- " + env[1]]
     runs = sorted(p for p in results.glob("infer_*") if (p / "run.json").is_file())
     if runs:
