@@ -37,6 +37,8 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         "max_num_seqs=4",
         "--engine-env",
         "VLLM_CPU_OMP_THREADS_BIND=auto",
+        "--image-size",
+        56,
     )
     assert code == 0, err
     data = json.loads(out.read_text())
@@ -54,12 +56,24 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         ]
         assert r["kv_cache_tokens"] > 0 and r["image_prefill_s"]["n"] == 1
         assert r["decode_bytes"]["total"] > 0
-    fp8 = data["results"][1]
+        # 56 px: 4 x 4 patches merged 2 x 2 -> 4 image tokens, plus the chat text around them
+        assert 4 < r["image_prompt_tokens"] < 60
+        # the kernels vLLM picked: an attention implementation per layer (2 layers)
+        attention = {k: v for k, v in r["used"]["kernels"].items() if k.endswith("Impl")}
+        assert list(attention.values()) == [2], r["used"]["kernels"]
+    base, fp8 = data["results"]
+    assert not any(k.endswith("Kernel") for k in base["used"]["kernels"])
+    gemm = [v for k, v in fp8["used"]["kernels"].items() if k.startswith("language_model: ")]
+    assert 8 in gemm, fp8["used"]["kernels"]  # 2 layers x qkv, o, gate_up, down
     assert (
         fp8["decode_bytes"]["language_model"] < data["results"][0]["decode_bytes"]["language_model"]
     )
     (key,) = data["ratios"]
-    assert set(data["ratios"][key]) >= {"single_stream_tok_s", "kv_cache_tokens"}
+    assert set(data["ratios"][key]) >= {
+        "single_stream_tok_s",
+        "kv_cache_tokens",
+        "image_prefill_speedup",
+    }
 
 
 def test_bad_shapes(tiny_model, tmp_path, cli):
@@ -75,6 +89,8 @@ def test_bad_shapes(tiny_model, tmp_path, cli):
         (["--engine-arg", "max_num_seqs"], "--engine-arg max_num_seqs: use KEY=VALUE"),
         (["--engine-env", "=1"], "--engine-env =1: use KEY=VALUE"),
         (["--profile-steps", "8"], "--profile-steps profiles CUDA kernels"),
+        (["--image", "purple_star"], "--image purple_star: neither a drawable name"),
+        (["--image-size", "8"], "--image-size 8: use at least 28"),
     ],
 )
 def test_bad_engine_options(tiny_model, tmp_path, cli, flags, says):
@@ -94,6 +110,7 @@ def test_kernel_categories_file_fused_triton_kernels_first():
         "gemm"
     )
     assert kernel_category("nvjet_sm90_tst_256x8_64x6_4x1_v_bz_TNT") == "gemm"
+    assert kernel_category("void MARLIN_NAMESPACE_NAME::Marlin<...>") == "gemm"
     assert kernel_category("flash::FlashAttnFwdSm90<...>") == "attention"
     assert kernel_category("vllm::reshape_and_cache_flash_kernel<...>") == "attention"
     assert kernel_category("something_else") == "other"

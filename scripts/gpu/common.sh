@@ -19,6 +19,8 @@ ensure_models() {
   [ -f "${calib%.txt}.manifest.json" ] || vq calib --demo --num-samples 512 --out "$calib"
   [ -f "$q/fp8_fp8_demo/run.json" ] || vq quantize --model "$base" --calib "$calib" \
     --calib-size 512 --out "$q/fp8_fp8_demo" 2>&1 | tail -1
+  [ "${NEED_KV16:-0}" = 0 ] || [ -f "$q/fp8_none_demo/run.json" ] || vq quantize --model "$base" \
+    --calib "$calib" --calib-size 512 --kv-cache-qformat none --out "$q/fp8_none_demo" 2>&1 | tail -1
   [ "${NEED_VLM:-1}" = 0 ] || [ -f "$q/fp8_fp8_demo_vlm/run.json" ] || vq quantize --model "$base" --calib "$calib" \
     --calib-size 256 --scope full --images "${calib%.txt}_images" --out "$q/fp8_fp8_demo_vlm" \
     2>&1 | tail -1

@@ -64,10 +64,10 @@ def drawable(name: str) -> bool:
     return True
 
 
-def load_image(ref: str):
-    """A drawn-image name or an image file path -> PIL RGB image."""
+def load_image(ref: str, size: int = 112):
+    """A drawn-image name (drawn `size` pixels square) or an image file path -> PIL RGB image."""
     if drawable(ref):
-        return draw(ref)
+        return draw(ref, size)
     from PIL import Image
 
     return Image.open(ref).convert("RGB")

@@ -48,11 +48,17 @@ def render(spec: dict[str, Any], base: Path) -> str:
     ]
     for a, data in zip(attempts, loaded, strict=True):
         for r in data["results"]:
+            head = (
+                f"| {a['name']} | {_name(r)} | {r['single_stream']['tok_s']:.1f} "
+                f"| {100 * r['roofline_fraction']:.0f}% | "
+            )
+            if not r.get("profile"):
+                step = 1e6 * r["single_stream"]["tpot_s"]["median"]
+                lines.append(head + f"{step:.0f} |" + " - |" * (3 + len(CATEGORIES)))
+                continue
             b = step_breakdown(r)
             lines.append(
-                f"| {a['name']} | {_name(r)} | {r['single_stream']['tok_s']:.1f} "
-                f"| {100 * r['roofline_fraction']:.0f}% | {b['step_us']:.0f} "
-                f"| {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
+                head + f"{b['step_us']:.0f} | {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
                 + " | ".join(f"{b['categories'].get(c, 0.0):.0f}" for c in CATEGORIES)
                 + f" | {b['launches']:.0f} |"
             )
@@ -66,6 +72,30 @@ def render(spec: dict[str, Any], base: Path) -> str:
             f"- result: {a['json']}",
             f"- conclusion: {a['conclusion']}",
         ]
+        for r in data["results"]:
+            picked = r.get("used", {}).get("kernels")
+            if picked:
+                lines.append(
+                    f"- kernels vLLM picked, {_name(r)}: "
+                    + ", ".join(f"{k} x{v}" for k, v in picked.items())
+                )
+        images = [r for r in data["results"] if "image_prefill_s" in r]
+        if images:
+            cfg = data["run"]["config"]
+            lines += [
+                "",
+                f"Image prompt, `{cfg['image']}` drawn {cfg.get('image_size', 112)} px square, "
+                "one output token (a different pixel per request, so no encoder-cache hits):",
+                "",
+                "| model [mode] | prompt tokens | TTFT ms median (min-max) |",
+                "|---|---|---|",
+            ]
+            for r in images:
+                t = r["image_prefill_s"]
+                lines.append(
+                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
+                    f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
+                )
         lines += profile_lines(data["results"])
     return "\n".join(lines) + "\n"
 

@@ -27,6 +27,7 @@ from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.inspect.checkpoint import tensors
+from vlmquant.prompts import drawable
 
 
 @dataclasses.dataclass
@@ -57,7 +58,14 @@ class BenchConfig:
         "also profile this many single-stream decode steps per engine (torch profiler, GPU "
         "time by kernel category vs wall time; CUDA only; 0 = off)",
     )
-    image: str | None = setting("red_circle", "drawn image for the image-prefill case ('' to skip)")
+    image: str | None = setting(
+        "red_circle", "image for the image-prefill case: a drawn-image name or a file ('' to skip)"
+    )
+    image_size: int = setting(
+        448,
+        "side in pixels of a drawn image (448: 1,024 patches through the vision tower, 256 "
+        "language-model tokens)",
+    )
     gpu_memory_utilization: float | None = setting(
         None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
     )
@@ -170,6 +178,13 @@ def validate(cfg: BenchConfig) -> Checked:
     engine_env = parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
     if cfg.profile_steps < 0:
         raise BadInput("--profile-steps must be >= 0")
+    if cfg.image and not (drawable(cfg.image) or Path(cfg.image).is_file()):
+        raise BadInput(
+            f"--image {cfg.image}: neither a drawable name (e.g. red_circle) nor a file; "
+            "pass one, or '' to skip the image case"
+        )
+    if cfg.image_size < 28:
+        raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
     check_output(cfg.out, cfg.force)
     if cfg.out.exists():
         cfg.out.unlink()  # --force: a partial file from this run must not mix with an old one
@@ -193,6 +208,10 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
         entry = {"single_stream_tok_s": r["single_stream"]["tok_s"] / b["single_stream"]["tok_s"]}
         if r.get("kv_cache_tokens") and b.get("kv_cache_tokens"):
             entry["kv_cache_tokens"] = r["kv_cache_tokens"] / b["kv_cache_tokens"]
+        if "image_prefill_s" in r and "image_prefill_s" in b:
+            entry["image_prefill_speedup"] = (
+                b["image_prefill_s"]["median"] / r["image_prefill_s"]["median"]
+            )
         for mr, mb in zip(r["matrix"], b["matrix"], strict=True):
             entry[f"c{mr['concurrency']} {mr['input_len']}->{mr['output_len']} output_tok_s"] = (
                 mr["output_tok_s"] / mb["output_tok_s"]
@@ -258,6 +277,7 @@ def run(cfg: BenchConfig) -> Path:
                     "repeats": cfg.repeats,
                     "matrix_repeats": cfg.matrix_repeats,
                     "image": cfg.image or None,
+                    "image_size": cfg.image_size,
                 },
             }
             with record.timed(f"{model.name}:{mode}"):

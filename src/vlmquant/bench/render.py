@@ -187,20 +187,39 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
                 f"| {1000 * m['tpot_s']['median']:.2f} |"
             )
     if any("image_prefill_s" in r for r in data["results"]):
+        cfg = run.get("config", {})
+        size = cfg.get("image_size", 112)  # runs before --image-size drew 112 px
+        how = (
+            "repeated, one pixel changed per request so that vLLM's encoder cache (keyed by "
+            "image hash) cannot serve it."
+            if any("image_prompt_tokens" in r for r in data["results"])
+            else "repeated. **Caveat**: this run (older code) repeated one identical image; "
+            "vLLM caches encoder outputs by image hash across requests, so after the warm-up "
+            "the vision tower most likely did not run (what that cache is for; not checked in "
+            "this run): read these times as language-model prefill."
+        )
         lines += [
             "",
             "## Image prompt (prefill through the vision tower)",
             "",
-            "| model [mode] | TTFT ms median (min-max) |",
-            "|---|---|",
+            f"One chat request, image `{cfg.get('image')}` drawn {size} x {size} px, one output "
+            f"token; TTFT = the whole request, {how}",
+            "",
+            "| model [mode] | prompt tokens | TTFT ms median (min-max) |",
+            "|---|---|---|",
         ]
         for r in data["results"]:
             if "image_prefill_s" in r:
                 t = r["image_prefill_s"]
                 lines.append(
-                    f"| {_name(r)} | {1000 * t['median']:.1f} "
+                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} | {1000 * t['median']:.1f} "
                     f"({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
                 )
+    if any(r.get("used", {}).get("kernels") for r in data["results"]):
+        lines += ["", "## Kernels vLLM picked", "", "| model [mode] | kernels (layers) |", "|---|---|"]
+        for r in data["results"]:
+            picked = r.get("used", {}).get("kernels", {})
+            lines.append(f"| {_name(r)} | {', '.join(f'{k} x{v}' for k, v in picked.items())} |")
     lines += profile_lines(data["results"])
     lines += [
         "",

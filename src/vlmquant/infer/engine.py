@@ -56,16 +56,20 @@ def engine_kwargs(
     return kwargs
 
 
-def _messages(prompt: dict[str, Any]) -> list[dict[str, Any]]:
+def _messages(prompt: dict[str, Any], image_size: int = 112) -> list[dict[str, Any]]:
+    """A chat message; `image` is a drawn-image name, an image file or a PIL image."""
     from vlmquant.prompts import load_image
 
-    if not prompt.get("image"):
+    image = prompt.get("image")
+    if not image:
         return [{"role": "user", "content": prompt["text"]}]
+    if isinstance(image, str):
+        image = load_image(image, image_size)
     return [
         {
             "role": "user",
             "content": [
-                {"type": "image_pil", "image_pil": load_image(prompt["image"])},
+                {"type": "image_pil", "image_pil": image},
                 {"type": "text", "text": prompt["text"]},
             ],
         }
@@ -88,6 +92,7 @@ def _engine_facts(llm) -> dict[str, Any]:
         # worker processes cannot unpickle a function from
         this = importlib.import_module("vlmquant.infer.engine")
         facts["layer_methods"] = llm.apply_model(this.linear_methods)[0]
+        facts["kernels"] = llm.apply_model(this.kernel_choices)[0]
         facts["weight_bytes"] = llm.apply_model(this.weight_bytes)[0]
     except Exception as e:  # apply_model needs VLLM_ALLOW_INSECURE_SERIALIZATION in V1
         facts["layer_methods_unavailable"] = f"{type(e).__name__}: {e}"[:300]
@@ -106,6 +111,25 @@ def linear_methods(model) -> dict[str, int]:
         method = getattr(module, "quant_method", None)
         if method is not None:
             key = f"{name.split('.')[0]}: {type(method).__name__}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def kernel_choices(model) -> dict[str, int]:
+    """Runs inside vLLM's worker: count the kernels vLLM picked, by (top-level part, class):
+    a quantized linear's GEMM kernel object (an attribute of its quant method whose class
+    name ends in Kernel) and each attention layer's backend implementation (`impl`)."""
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        method = getattr(module, "quant_method", None)
+        picked = [
+            v for v in getattr(method, "__dict__", {}).values() if type(v).__name__.endswith("Kernel")
+        ]
+        impl = getattr(module, "impl", None)
+        if impl is not None and type(impl).__name__.endswith("Impl"):
+            picked.append(impl)
+        for obj in picked:
+            key = f"{name.split('.')[0]}: {type(obj).__name__}"
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
 
