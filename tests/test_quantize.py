@@ -127,14 +127,22 @@ def test_lm_export_layout(quantized):
             assert v.dtype == torch.bfloat16, k
     cfg = json.loads((ckpt / "config.json").read_text())
     assert cfg["quantization_config"]["quant_method"] == "modelopt"
-    for f in (
-        "tokenizer.json",
-        "processor_config.json",
-        "chat_template.jinja",
-        "precision_map.json",
-        "run.json",
-    ):
+    for f in ("precision_map.json", "run.json"):
         assert (ckpt / f).is_file(), f
+
+
+def test_export_carries_the_source_processor_untouched(tiny_model, quantized):
+    """Calibration tokenizes with truncation and left padding; none of that may reach the
+    export, whose prompts would otherwise be cut at --calib-seq tokens."""
+    from transformers import AutoProcessor
+
+    ckpt = quantized()
+    calib_seq = json.loads((ckpt / "run.json").read_text())["calibration"]["max_seq"]
+    long_text = " ".join(["word"] * (calib_seq + 100))
+    ids = AutoProcessor.from_pretrained(ckpt)(text=long_text)["input_ids"][0]
+    assert len(ids) > calib_seq + 50
+    for f in ("tokenizer.json", "tokenizer_config.json", "processor_config.json"):
+        assert (ckpt / f).read_bytes() == (tiny_model / f).read_bytes(), f
 
 
 @pytest.mark.parametrize("kv", ["fp8_cast", "none"])

@@ -58,7 +58,8 @@ def render(spec: dict[str, Any], base: Path) -> str:
                 continue
             b = step_breakdown(r)
             lines.append(
-                head + f"{b['step_us']:.0f} | {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
+                head
+                + f"{b['step_us']:.0f} | {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
                 + " | ".join(f"{b['categories'].get(c, 0.0):.0f}" for c in CATEGORIES)
                 + f" | {b['launches']:.0f} |"
             )

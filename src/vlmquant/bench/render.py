@@ -216,7 +216,13 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
                     f"({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
                 )
     if any(r.get("used", {}).get("kernels") for r in data["results"]):
-        lines += ["", "## Kernels vLLM picked", "", "| model [mode] | kernels (layers) |", "|---|---|"]
+        lines += [
+            "",
+            "## Kernels vLLM picked",
+            "",
+            "| model [mode] | kernels (layers) |",
+            "|---|---|",
+        ]
         for r in data["results"]:
             picked = r.get("used", {}).get("kernels", {})
             lines.append(f"| {_name(r)} | {', '.join(f'{k} x{v}' for k, v in picked.items())} |")

@@ -123,7 +123,9 @@ def kernel_choices(model) -> dict[str, int]:
     for name, module in model.named_modules():
         method = getattr(module, "quant_method", None)
         picked = [
-            v for v in getattr(method, "__dict__", {}).values() if type(v).__name__.endswith("Kernel")
+            v
+            for v in getattr(method, "__dict__", {}).values()
+            if type(v).__name__.endswith("Kernel")
         ]
         impl = getattr(module, "impl", None)
         if impl is not None and type(impl).__name__.endswith("Impl"):

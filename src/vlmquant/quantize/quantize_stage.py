@@ -134,6 +134,33 @@ def auto_batch_size(model, cfg: QuantizeConfig, device: str, n: int) -> int:
     )
 
 
+# What a VLM checkpoint needs beside its weights and config to tokenize and preprocess.
+PROCESSOR_FILES = (
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.*",
+    "*preprocessor_config.json",
+    "processor_config.json",
+)
+
+
+def copy_processor_files(src: Path, dst: Path, processor) -> None:
+    """The source's tokenizer and processor files, byte for byte. Not `save_pretrained`: the
+    calibration loop tokenized with truncation at --calib-seq and left padding, a fast
+    tokenizer keeps that state, and a re-saved tokenizer.json would truncate every prompt of
+    the export at --calib-seq tokens (an image of more than that many tokens then fails)."""
+    import shutil
+
+    files = sorted({f for pattern in PROCESSOR_FILES for f in src.glob(pattern) if f.is_file()})
+    for f in files:
+        shutil.copy2(f, dst / f.name)
+    if not files:  # a source without them loaded its processor some other way: save that
+        processor.save_pretrained(dst)
+
+
 def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
     out = cfg.out or default_out(cfg)
@@ -187,7 +214,7 @@ def run(cfg: QuantizeConfig) -> Path:
             # export converts the model in place (weights become FP8): nothing after this
             # may need the BF16 or fake-quant model.
             export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=tmp)
-            processor.save_pretrained(tmp)
+            copy_processor_files(cfg.model, tmp, processor)
         fused = {"applied": False}
         if cfg.unify_fused_scales:
             with record.timed("unify_fused_scales"):
