@@ -126,6 +126,43 @@ def profile_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# The project's speed goals for an FP8 export against its BF16 base (ratio key, minimum).
+GOALS = (
+    ("single-stream decode tok/s", "single_stream_tok_s", 1.5),
+    ("256 x (512 -> 256) output tok/s", "c256 512->256 output_tok_s", 1.5),
+    ("KV-cache capacity (tokens)", "kv_cache_tokens", 2.0),
+)
+ROOFLINE_GOAL = 0.70
+
+
+def goal_lines(data: dict[str, Any]) -> list[str]:
+    """Each later model against the baseline, per mode: the goals met or missed."""
+    rows = []
+    for key, entry in data["ratios"].items():
+        for label, metric, goal in GOALS:
+            if metric in entry:
+                ok = "met" if entry[metric] >= goal else "missed"
+                rows.append(f"| {key} | {label} | >= {goal:.1f}x | {entry[metric]:.2f}x | {ok} |")
+    for r in data["results"]:
+        if r["model_index"] > 0:
+            frac = r["roofline_fraction"]
+            ok = "met" if frac >= ROOFLINE_GOAL else "missed"
+            rows.append(
+                f"| {_name(r)} | single stream of its bandwidth roofline "
+                f"| >= {100 * ROOFLINE_GOAL:.0f}% | {100 * frac:.0f}% | {ok} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Goals",
+        "",
+        "| comparison | metric | goal | measured | |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def render(data: dict[str, Any], png_name: str | None) -> str:
     run = data["run"]
     source = data.get("bandwidth_source", "measured in the same run")
@@ -153,6 +190,8 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             if not data.get("complete", True)
             else []
         ),
+        *goal_lines(data)[1:],
+        "",
         "## Single stream and memory",
         "",
         "| model [mode] | tok/s | ms/token | TTFT ms | roofline tok/s | of roofline "
