@@ -99,3 +99,18 @@ def test_no_quantized_variant_is_bad_input(tmp_path, cli):
     (tmp_path / "m" / "quantized").mkdir(parents=True)
     code, err = cli("report", "--model-root", tmp_path / "m")
     assert code == 2 and "no finished quantized variant" in err
+
+
+def test_performance_section_reads_the_bench_json_goals_included():
+    from pathlib import Path
+
+    from vlmquant.report.report_stage import performance
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench-3b-h200.json"
+    bench = json.loads(src.read_text())
+    text = "\n".join(performance(bench, "fp8_fp8_demo"))
+    (key,) = bench["ratios"]
+    measured = bench["ratios"][key]["single_stream_tok_s"]
+    assert f"| {key} | single-stream decode tok/s | >= 1.5x | {measured:.2f}x |" in text
+    fp8 = bench["results"][1]
+    assert f"{100 * fp8['roofline_fraction']:.0f}% |" in text and "Speed goals:" in text

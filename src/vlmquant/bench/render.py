@@ -251,8 +251,8 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             if "image_prefill_s" in r:
                 t = r["image_prefill_s"]
                 lines.append(
-                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} | {1000 * t['median']:.1f} "
-                    f"({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
+                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
+                    f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
                 )
     if any(r.get("used", {}).get("kernels") for r in data["results"]):
         lines += [

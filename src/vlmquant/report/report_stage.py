@@ -257,7 +257,9 @@ def performance(bench: dict[str, Any], variant: str) -> list[str]:
                     else ""
                 )
             )
-    return lines + [""]
+    from vlmquant.bench.render import goal_lines
+
+    return lines + [line.replace("## Goals", "Speed goals:") for line in goal_lines(bench)] + [""]
 
 
 def compatibility(variant: Path) -> list[str]:
