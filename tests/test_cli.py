@@ -46,3 +46,39 @@ def test_bad_recipe_is_bad_input(cli, tmp_path):
     (tmp_path / "bad.toml").write_text("[calib\n")
     code, err = cli("calib", "--recipe", tmp_path / "bad.toml")
     assert code == 2 and "not valid TOML" in err
+
+
+def test_every_shipped_recipe_builds_its_stage_settings():
+    """Each table of each recipe in recipes/ builds its stage's settings with the types the
+    stage expects (a TOML list of paths becomes a list of Paths, a lone string a list of one)."""
+    import dataclasses
+    import importlib
+    import typing
+    from pathlib import Path
+
+    from vlmquant.core.config import _base_type, build, load_recipe
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    stages = {s.name: s for s in STAGES}
+    recipes = sorted(root.glob("*/*.toml"))
+    assert recipes
+    for path in recipes:
+        recipe = load_recipe(path)
+        for section in recipe:
+            spec = stages[section.replace("_", "-")]
+            cls = getattr(importlib.import_module(spec.module), spec.settings)
+            settings = build(cls, recipe, {}, section)
+            hints = typing.get_type_hints(cls)
+            for field in dataclasses.fields(cls):
+                value, tp = getattr(settings, field.name), _base_type(hints[field.name])
+                if tp is Path and value is not None:
+                    assert isinstance(value, Path), (path.name, field.name)
+                if typing.get_args(tp) == (Path,):
+                    assert all(isinstance(v, Path) for v in value), (path.name, field.name)
+    bench = build(
+        getattr(importlib.import_module(stages["bench"].module), stages["bench"].settings),
+        {"bench": {"model": "one/ckpt"}},
+        {},
+        "bench",
+    )
+    assert bench.model == [Path("one/ckpt")]

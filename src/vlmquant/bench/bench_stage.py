@@ -9,10 +9,11 @@ engine process: single-stream decode (prompt 128, 256 output tokens, ignore_eos)
 concurrencies x (input, output) lengths (output and total tokens/s, time to first token, time
 per output token), one image-prompt prefill (a drawn image of --image-size pixels, one pixel
 changed per request so that vLLM's encoder cache cannot answer it), weight bytes as loaded,
-KV-cache capacity in tokens, and the GEMM and attention kernels vLLM picked per layer. The roofline: device-to-device copy bandwidth measured in the same run, divided by the
-bytes one decode step must read (the language model's weights as stored: FP8 linears, BF16
-norms and lm_head). The first --model is the baseline for the ratios. Results as JSON; render
-with `python -m vlmquant.bench.render FILE.json OUT.md`.
+KV-cache capacity in tokens, and the GEMM and attention kernels vLLM picked per layer. The
+roofline: device-to-device copy bandwidth measured in the same run, divided by the bytes one
+decode step must read (the language model's weights as stored: FP8 linears, BF16 norms and
+lm_head). The first --model is the baseline for the ratios. Results as JSON; render with
+`python -m vlmquant.bench.render FILE.json OUT.md` (it also says which speed goals are met).
 """
 
 from __future__ import annotations

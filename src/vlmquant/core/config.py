@@ -109,6 +109,11 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
         tp = _base_type(hints[name])
         if tp is Path and value is not None:
             values[name] = Path(value)
+        elif typing.get_origin(tp) is list and value is not None:
+            items = [value] if isinstance(value, str) else list(value)  # a recipe's `x = "a"`
+            if typing.get_args(tp) == (Path,):
+                items = [Path(v) for v in items]
+            values[name] = items
     return cls(**values)
 
 
