@@ -16,7 +16,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from vlmquant.bench.render import _name, profile_lines, step_breakdown
+from vlmquant.bench.render import _name, image_table, profile_lines, step_breakdown
+from vlmquant.core.markdown import counts_text
 
 CATEGORIES = ("gemm", "attention", "fused elementwise (triton)")
 
@@ -76,27 +77,16 @@ def render(spec: dict[str, Any], base: Path) -> str:
         for r in data["results"]:
             picked = r.get("used", {}).get("kernels")
             if picked:
-                lines.append(
-                    f"- kernels vLLM picked, {_name(r)}: "
-                    + ", ".join(f"{k} x{v}" for k, v in picked.items())
-                )
-        images = [r for r in data["results"] if "image_prefill_s" in r]
-        if images:
+                lines.append(f"- kernels vLLM picked, {_name(r)}: {counts_text(picked)}")
+        if any("image_prefill_s" in r for r in data["results"]):
             cfg = data["run"]["config"]
             lines += [
                 "",
                 f"Image prompt, `{cfg['image']}` drawn {cfg.get('image_size', 112)} px square, "
                 "one output token (a different pixel per request, so no encoder-cache hits):",
                 "",
-                "| model [mode] | prompt tokens | TTFT ms median (min-max) |",
-                "|---|---|---|",
+                *image_table(data["results"]),
             ]
-            for r in images:
-                t = r["image_prefill_s"]
-                lines.append(
-                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
-                    f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
-                )
         lines += profile_lines(data["results"])
     return "\n".join(lines) + "\n"
 

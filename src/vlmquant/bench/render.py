@@ -13,11 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.bench.measure import kernel_category
-from vlmquant.core.markdown import table_cell
+from vlmquant.core.markdown import counts_text, table_cell
 
 
 def _name(r: dict[str, Any]) -> str:
     return f"{Path(r['model']).name} [{r['mode']}]"
+
+
+def image_table(results: list[dict[str, Any]]) -> list[str]:
+    """Image-prompt TTFT per engine that ran the image case."""
+    lines = ["| model [mode] | prompt tokens | TTFT ms median (min-max) |", "|---|---|---|"]
+    for r in results:
+        if "image_prefill_s" in r:
+            t = r["image_prefill_s"]
+            lines.append(
+                f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
+                f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
+            )
+    return lines
 
 
 def plot(data: dict[str, Any], png: Path) -> None:
@@ -135,8 +148,9 @@ GOALS = (
 ROOFLINE_GOAL = 0.70
 
 
-def goal_lines(data: dict[str, Any]) -> list[str]:
-    """Each later model against the baseline, per mode: the goals met or missed."""
+def goal_table(data: dict[str, Any]) -> list[str]:
+    """Each later model against the baseline, per mode: the goals met or missed (no rows, no
+    table)."""
     rows = []
     for key, entry in data["ratios"].items():
         for label, metric, goal in GOALS:
@@ -153,14 +167,7 @@ def goal_lines(data: dict[str, Any]) -> list[str]:
             )
     if not rows:
         return []
-    return [
-        "",
-        "## Goals",
-        "",
-        "| comparison | metric | goal | measured | |",
-        "|---|---|---|---|---|",
-        *rows,
-    ]
+    return ["| comparison | metric | goal | measured | |", "|---|---|---|---|---|", *rows]
 
 
 def render(data: dict[str, Any], png_name: str | None) -> str:
@@ -190,8 +197,7 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             if not data.get("complete", True)
             else []
         ),
-        *goal_lines(data)[1:],
-        "",
+        *(["## Goals", "", *goals, ""] if (goals := goal_table(data)) else []),
         "## Single stream and memory",
         "",
         "| model [mode] | tok/s | ms/token | TTFT ms | roofline tok/s | of roofline "
@@ -244,16 +250,8 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             f"One chat request, image `{cfg.get('image')}` drawn {size} x {size} px, one output "
             f"token; TTFT = the whole request, {how}",
             "",
-            "| model [mode] | prompt tokens | TTFT ms median (min-max) |",
-            "|---|---|---|",
+            *image_table(data["results"]),
         ]
-        for r in data["results"]:
-            if "image_prefill_s" in r:
-                t = r["image_prefill_s"]
-                lines.append(
-                    f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
-                    f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
-                )
     if any(r.get("used", {}).get("kernels") for r in data["results"]):
         lines += [
             "",
@@ -263,8 +261,7 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             "|---|---|",
         ]
         for r in data["results"]:
-            picked = r.get("used", {}).get("kernels", {})
-            lines.append(f"| {_name(r)} | {', '.join(f'{k} x{v}' for k, v in picked.items())} |")
+            lines.append(f"| {_name(r)} | {counts_text(r.get('used', {}).get('kernels', {}))} |")
     lines += profile_lines(data["results"])
     lines += [
         "",

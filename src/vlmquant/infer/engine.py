@@ -56,7 +56,7 @@ def engine_kwargs(
     return kwargs
 
 
-def _messages(prompt: dict[str, Any], image_size: int = 112) -> list[dict[str, Any]]:
+def _messages(prompt: dict[str, Any]) -> list[dict[str, Any]]:
     """A chat message; `image` is a drawn-image name, an image file or a PIL image."""
     from vlmquant.prompts import load_image
 
@@ -64,7 +64,7 @@ def _messages(prompt: dict[str, Any], image_size: int = 112) -> list[dict[str, A
     if not image:
         return [{"role": "user", "content": prompt["text"]}]
     if isinstance(image, str):
-        image = load_image(image, image_size)
+        image = load_image(image)
     return [
         {
             "role": "user",
@@ -91,12 +91,19 @@ def _engine_facts(llm) -> dict[str, Any]:
         # by its import name: run as `python -m`, this module is __main__, which the engine's
         # worker processes cannot unpickle a function from
         this = importlib.import_module("vlmquant.infer.engine")
-        facts["layer_methods"] = llm.apply_model(this.linear_methods)[0]
-        facts["kernels"] = llm.apply_model(this.kernel_choices)[0]
-        facts["weight_bytes"] = llm.apply_model(this.weight_bytes)[0]
+        facts.update(llm.apply_model(this.loaded_model_facts)[0])
     except Exception as e:  # apply_model needs VLLM_ALLOW_INSECURE_SERIALIZATION in V1
         facts["layer_methods_unavailable"] = f"{type(e).__name__}: {e}"[:300]
     return facts
+
+
+def loaded_model_facts(model) -> dict[str, Any]:
+    """Runs inside vLLM's worker (one round trip): what the loaded model is made of."""
+    return {
+        "layer_methods": linear_methods(model),
+        "kernels": kernel_choices(model),
+        "weight_bytes": weight_bytes(model),
+    }
 
 
 def weight_bytes(model) -> int:
@@ -228,7 +235,7 @@ def run_worker(
     env = {
         **os.environ,
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        # lets LLM.apply_model ship `linear_methods` (a module-level function) to the worker
+        # lets LLM.apply_model ship `loaded_model_facts` (a module-level function) to the worker
         "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
         **(env or {}),
     }

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vlmquant.core.markdown import notes, table_cell
+from vlmquant.core.markdown import counts_text, notes, table_cell
 
 
 def _engine_row(label: str, res: dict[str, Any]) -> str:
     used = res["used"]
     blocks, size = used.get("num_gpu_blocks"), used.get("block_size")
-    methods = ", ".join(f"{k} x{v}" for k, v in used.get("layer_methods", {}).items())
+    methods = counts_text(used.get("layer_methods", {}))
     wb = used.get("weight_bytes")
     return (
         f"| {label} | `{Path(res['model']).name}` | {used.get('quantization') or 'none'} "

@@ -257,9 +257,10 @@ def performance(bench: dict[str, Any], variant: str) -> list[str]:
                     else ""
                 )
             )
-    from vlmquant.bench.render import goal_lines
+    from vlmquant.bench.render import goal_table
 
-    return lines + [line.replace("## Goals", "Speed goals:") for line in goal_lines(bench)] + [""]
+    goals = goal_table(bench)
+    return lines + (["", "Speed goals:", "", *goals] if goals else []) + [""]
 
 
 def compatibility(variant: Path) -> list[str]:
