@@ -1,4 +1,4 @@
-"""quantize: hf_ptq parity, export layout, FP8 accuracy of the stored weights, determinism."""
+"""quantize: export layout, FP8 accuracy of the stored weights, determinism."""
 
 from __future__ import annotations
 
@@ -22,87 +22,10 @@ LM_LINEARS = (
 )
 
 
-def hf_ptq_config(kv: str):
-    """What hf_ptq.py builds for --qformat fp8 --kv_cache_qformat <kv> (its own code path)."""
-    import copy
-
-    import modelopt.torch.quantization as mtq
-
-    cfg = copy.deepcopy(mtq.FP8_DEFAULT_CFG)
-    if kv == "none":
-        return cfg
-    kv_cfg = copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"])
-    if kv == "fp8_cast":
-        kv_cfg = [
-            {**e, "cfg": {**e["cfg"], "use_constant_amax": True}}
-            if e["quantizer_name"] == "*[kv]_bmm_quantizer"
-            else e
-            for e in kv_cfg
-        ]
-    return mtq.update_quant_cfg_with_kv_cache_quant(cfg, kv_cfg)
-
-
-@pytest.mark.parametrize("kv", ["fp8", "fp8_cast", "none"])
-def test_lm_config_is_hf_ptq_config(kv):
-    assert qconfig.build_quant_cfg("fp8", kv, "lm") == hf_ptq_config(kv)
-
-
 def test_full_scope_config_differs_only_in_vision_entries():
     lm, full = (qconfig.build_quant_cfg("fp8", "fp8", s)["quant_cfg"] for s in ("lm", "full"))
     assert [e for e in lm if e["quantizer_name"] not in qconfig.VISION_DISABLE] == full[:-1]
     assert full[-1] == {"quantizer_name": "*visual*[kv]_bmm_quantizer", "enable": False}
-
-
-def test_enabled_quantizers_and_amax_match_hf_ptq_steps(tiny_model, demo_calib):
-    """Replay hf_ptq's steps by hand on one model and ours on another: same quantizers, same
-    calibrated amax."""
-    import modelopt.torch.quantization as mtq
-    from modelopt.torch.export.model_utils import get_language_model_from_vl
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-    texts = demo_calib.read_text().splitlines()[:16]
-    tok = AutoProcessor.from_pretrained(tiny_model).tokenizer
-    tok.padding_side = "left"
-    batch = tok(texts, return_tensors="pt", padding=True)
-
-    def load():
-        return Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model, dtype=torch.bfloat16)
-
-    def run_lm(lm):
-        with torch.no_grad():
-            lm(**batch)
-
-    ref = load()
-    *ancestors, lm = get_language_model_from_vl(ref)
-    for ancestor in ancestors:  # hf_ptq: disabled quantizers on non-LM children
-        for _, child in ancestor.named_children():
-            if child is not lm and all(child is not a for a in ancestors):
-                mtq.quantize(
-                    child,
-                    {"quant_cfg": [{"quantizer_name": "*", "enable": False}], "algorithm": "max"},
-                    forward_loop=None,
-                )
-    mtq.quantize(lm, hf_ptq_config("fp8"), forward_loop=run_lm)
-
-    ours = load()
-    qconfig.quantize_model(
-        ours,
-        qconfig.build_quant_cfg("fp8", "fp8", "lm"),
-        "lm",
-        lambda: run_lm(qconfig.language_model_lineage(ours)[-1]),
-    )
-
-    def enabled(model):
-        return {
-            n: m.amax.float().clone()
-            for n, m in model.named_modules()
-            if n.endswith("quantizer") and getattr(m, "is_enabled", False)
-        }
-
-    a, b = enabled(ref), enabled(ours)
-    assert a.keys() == b.keys() and len(a) > 0
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not any("visual" in k or "lm_head" in k for k in a)
 
 
 def test_lm_export_layout(quantized):

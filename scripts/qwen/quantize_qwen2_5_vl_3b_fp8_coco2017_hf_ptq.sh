@@ -1,25 +1,17 @@
 #!/usr/bin/env bash
-# Parity route: run upstream ModelOpt hf_ptq.py, unpatched, on the same model and calib set.
-#   usage: bash scripts/qwen/quantize_qwen2_5_vl_3b_fp8_coco2017_hf_ptq.sh [EXTRA hf_ptq FLAGS...]
-# Needs a CUDA GPU and the checkout at extern/Model-Optimizer (see extern/README.md).
+# Parity route: upstream ModelOpt hf_ptq.py, unchanged, and vlmquant quantize on the same model,
+# calibration .jsonl and settings; prints the tensor-by-tensor verdict (vlmquant parity).
+#   usage: bash scripts/qwen/quantize_qwen2_5_vl_3b_fp8_coco2017_hf_ptq.sh [cuda|cpu] [FLAGS...]
+#   e.g.   ... cpu --force       (hf_ptq's FP8 path on CPU; flags win over the recipe)
+# Needs the Model-Optimizer checkout at extern/Model-Optimizer (see extern/README.md), or
+# VLMQUANT_HF_PTQ=DIR.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-model="models/qwen2_5_vl_3b_instruct/checkpoints/Qwen2.5-VL-3B-Instruct"
-calib="datasets/vlm-quantize-calib/coco2017_captions.jsonl"
-out="models/qwen2_5_vl_3b_instruct/quantized/fp8_fp8_coco2017_hf_ptq"
-script=""
-for candidate in extern/Model-Optimizer/examples/llm_ptq/hf_ptq.py \
-                 extern/Model-Optimizer/examples/hf_ptq/hf_ptq.py; do
-  [ -f "$candidate" ] && script="$candidate" && break
-done
-if [ -z "$script" ]; then
-  echo "hf_ptq: extern/Model-Optimizer is missing; clone it as extern/README.md says" >&2
-  exit 2
-fi
-[ -f "$calib" ] || { echo "hf_ptq: $calib missing; run: pixi run calib" >&2; exit 2; }
-[ -d "$model" ] || { echo "hf_ptq: $model missing; see models/README.md" >&2; exit 2; }
+device="${1:-cuda}"
+case "$device" in cuda|cpu) shift || true ;; *) device=cuda ;; esac
 source scripts/env.sh
-cd "$(dirname "$script")"
-python hf_ptq.py --pyt_ckpt_path "$OLDPWD/$model" --qformat fp8 --kv_cache_qformat fp8 \
-  --dataset "$OLDPWD/$calib" --calib_size 4096 --calib_seq 512 \
-  --export_path "$OLDPWD/$out" "$@"
+recipe=recipes/qwen2_5_vl_3b_instruct/fp8_fp8_coco2017.toml
+out="models/qwen2_5_vl_3b_instruct/parity/fp8_fp8_coco2017_$device"
+hf_ptq=()
+[ -n "${VLMQUANT_HF_PTQ:-}" ] && hf_ptq=(--hf-ptq "$VLMQUANT_HF_PTQ")
+vlmquant parity --recipe "$recipe" --device "$device" --out "$out" "${hf_ptq[@]}" "$@"

@@ -84,6 +84,12 @@ STAGES = [
         "size, dtypes and per-module precision of a checkpoint, read from its headers",
     ),
     Stage(
+        "parity",
+        "vlmquant.parity.parity_stage",
+        "ParityConfig",
+        "run upstream hf_ptq.py unchanged and quantize on the same inputs; diff the exports",
+    ),
+    Stage(
         "check-vllm",
         "vlmquant.infer.check_vllm",
         "CheckVllmConfig",

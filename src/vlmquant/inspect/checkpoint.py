@@ -29,6 +29,17 @@ class TensorInfo:
     file: str
 
 
+def read_json(path: Path) -> Any:
+    """A checkpoint's JSON file; unreadable or malformed is bad input naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(
+            f"{path}: not a readable JSON file ({type(e).__name__}); restore it from the "
+            "source checkpoint or rebuild the checkpoint"
+        ) from None
+
+
 def read_header(path: Path) -> dict[str, Any]:
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
@@ -69,7 +80,7 @@ def summarize(checkpoint: Path) -> dict[str, Any]:
     )
     quant = None
     if (checkpoint / "hf_quant_config.json").is_file():
-        quant = json.loads((checkpoint / "hf_quant_config.json").read_text())["quantization"]
+        quant = read_json(checkpoint / "hf_quant_config.json")["quantization"]
     file_bytes = sum(f.stat().st_size for f in checkpoint.glob("*.safetensors"))
     return {
         "path": str(checkpoint),

@@ -1,10 +1,13 @@
-"""Inspect a checkpoint from its safetensors headers (no weights are loaded).
+"""Inspect a checkpoint from its safetensors headers (no weights are loaded), or compare two.
 
     vlmquant inspect models/qwen2_5_vl_3b_instruct/quantized/fp8_fp8_coco2017 [--json]
+    vlmquant inspect A --diff B [--json]      tensor by tensor, configs key by key
 
 Prints the total size, size by dtype, tensor counts, the per-module precision read back from
 the files (grouped, `model.layers.N.*`), the quantization config, and the "Models and Sizes"
-table row (format, GiB). `--json` prints the same as JSON for machines.
+table row (format, GiB). `--json` prints the same as JSON for machines. With `--diff OTHER`:
+tensors only in one, dtype/shape changes, bytes that differ (elements, max |diff|, the ratio of
+every scale), config keys that differ, and a verdict (identical or different).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from pathlib import Path
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.inspect.checkpoint import summarize
+from vlmquant.inspect.diff import diff_checkpoints, render_diff
 
 
 @dataclasses.dataclass
 class InspectConfig:
     checkpoint: Path = setting(Path("."), "checkpoint folder to inspect", positional=True)
+    diff: Path | None = setting(None, "compare with this checkpoint, tensor by tensor")
     json: bool = setting(False, "print JSON instead of text")
 
 
@@ -53,12 +58,20 @@ def render(s: dict) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: InspectConfig) -> Path:
-    if not (cfg.checkpoint / "config.json").is_file():
+def _require_checkpoint(path: Path) -> None:
+    if not (path / "config.json").is_file():
         raise BadInput(
-            f"{cfg.checkpoint}: not a Hugging Face checkpoint (no config.json); "
-            "pass a checkpoint folder"
+            f"{path}: not a Hugging Face checkpoint (no config.json); pass a checkpoint folder"
         )
+
+
+def run(cfg: InspectConfig) -> Path:
+    _require_checkpoint(cfg.checkpoint)
+    if cfg.diff is not None:
+        _require_checkpoint(cfg.diff)
+        d = diff_checkpoints(cfg.checkpoint, cfg.diff)
+        print(json.dumps(d, indent=2) if cfg.json else render_diff(d))
+        return cfg.checkpoint
     summary = summarize(cfg.checkpoint)
     print(json.dumps(summary, indent=2) if cfg.json else render(summary))
     return cfg.checkpoint

@@ -1,7 +1,8 @@
 """Calibration data: captions (and their images) from a calib set -> batches -> a forward loop.
 
-Text mode feeds raw captions to the language model, left-padded and truncated to `calib_seq`
-tokens, as hf_ptq's text dataloader does. Image-text mode feeds the whole VLM a chat turn
+Text mode is hf_ptq's own: ModelOpt's dataloader tokenizes the captions (left-padded with the
+EOS token to the longest of the set, truncated to `calib_seq` tokens) and ModelOpt's forward
+loop feeds them to the language model. Image-text mode feeds the whole VLM a chat turn
 "<image> Describe this picture." answered by the caption, so the vision tower and the
 language model both see real image activations.
 """
@@ -24,30 +25,61 @@ class Sample:
     file_name: str | None = None
 
 
-def jsonl_for(calib: Path) -> Path:
+def image_rows_for(calib: Path) -> Path:
+    """Where image-text calibration reads file names: the `.jsonl` itself or the one beside a
+    `.txt` (the calib stage writes both, same captions in the same order)."""
     return calib if calib.suffix == ".jsonl" else calib.with_suffix(".jsonl")
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(
+            f"{what} {path}: not UTF-8 text (byte {e.start}); pass a calibration set "
+            "built by `vlmquant calib`"
+        ) from None
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(_read_text(path, "--calib").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise BadInput(
+                f"--calib {path}: line {n} is not JSON; rebuild the set with `vlmquant calib`"
+            ) from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise BadInput(
+                f'--calib {path}: line {n} has no "text" string (hf_ptq reads that field); '
+                "rebuild the set with `vlmquant calib`"
+            )
+        rows.append(row)
+    return rows
 
 
 def load_samples(
     calib: Path, calib_size: int, allow_fewer: bool, need_images: bool
-) -> list[Sample]:
-    """The first `calib_size` captions of the set (the calib stage already shuffled them)."""
+) -> tuple[list[Sample], Path]:
+    """The first `calib_size` captions of the set (the calib stage already shuffled them), and
+    the file they were read from: `--calib` itself, or for image-text mode the `.jsonl` with
+    the file names."""
     if not calib.is_file():
         raise BadInput(f"--calib {calib}: no such file; build it with `vlmquant calib`")
-    rows_path = jsonl_for(calib)
-    if rows_path.is_file():
-        samples = [
-            Sample(r["text"], r.get("file_name"))
-            for r in map(json.loads, rows_path.read_text().splitlines())
-            if r.get("text")
-        ]
-    elif need_images:
+    source = image_rows_for(calib) if need_images else calib
+    if need_images and not source.is_file():
         raise BadInput(
-            f"--calib {calib}: image-text calibration needs {rows_path.name} beside it "
+            f"--calib {calib}: image-text calibration needs {source.name} beside it "
             "(file_name per caption); rebuild the set with `vlmquant calib`"
         )
+    if source.suffix == ".jsonl":  # ModelOpt's reader (get_dataset_samples) skips empty texts
+        samples = [Sample(r["text"], r.get("file_name")) for r in _jsonl_rows(source) if r["text"]]
     else:
-        samples = [Sample(line) for line in calib.read_text().splitlines() if line.strip()]
+        text = _read_text(source, "--calib")
+        samples = [Sample(line) for line in text.splitlines() if line.strip()]
     if not samples:
         raise BadInput(f"--calib {calib}: no captions in it; rebuild it with `vlmquant calib`")
     if calib_size < 1:
@@ -57,7 +89,7 @@ def load_samples(
             f"--calib {calib}: holds {len(samples)} captions, --calib-size "
             f"{calib_size} asked; lower --calib-size or pass --allow-fewer"
         )
-    return samples[:calib_size]
+    return samples[:calib_size], source
 
 
 def resolve_images(samples: list[Sample], images: Path | None) -> list[Path]:
@@ -84,31 +116,46 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def hf_ptq_tokenizer(model_dir: Path):
+    """The tokenizer as hf_ptq prepares it (example_utils.get_tokenizer + load_model): padding
+    with the EOS token (unless the pad token is `<unk>`), on the left."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token != "<unk>" or tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def text_forward_loop(
-    language_model,
-    tokenizer,
-    samples: list[Sample],
-    batch_size: int,
-    calib_seq: int,
-    device: str,
-    progress,
-) -> Callable[[], None]:
-    import torch
+    tokenizer, calib: Path, samples: list[Sample], batch_size: int, calib_seq: int, device: str
+) -> tuple[Callable, int]:
+    """hf_ptq's text calibration, built from the same ModelOpt blocks it uses:
+    `get_dataset_dataloader` tokenizes all samples in one call (so every row is left-padded to
+    the longest sample of the whole set, at most `calib_seq` tokens, and the pad positions'
+    activations enter the max like hf_ptq's do), and `create_forward_loop` runs the batches
+    with the KV cache off. The samples go in as a `.jsonl` with a `text` field, the format
+    hf_ptq's `--dataset FILE.jsonl` reads: `--calib` itself when it is one, else a temporary
+    one. Returns the loop and the number of rows it feeds."""
+    import tempfile
 
-    def loop() -> None:
-        tokenizer.padding_side = "left"
-        with torch.no_grad():
-            for chunk in progress(batches(samples, batch_size), desc="calibrate (text)"):
-                enc = tokenizer(
-                    [s.text for s in chunk],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=calib_seq,
-                ).to(device)
-                language_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    from modelopt.torch.utils.dataset_utils import create_forward_loop, get_dataset_dataloader
 
-    return loop
+    with tempfile.TemporaryDirectory(prefix="vlmquant-calib-") as tmp:
+        rows = calib
+        if calib.suffix != ".jsonl":
+            rows = Path(tmp) / "calib.jsonl"
+            rows.write_text("".join(json.dumps({"text": s.text}) + "\n" for s in samples))
+        loader = get_dataset_dataloader(
+            dataset_name=str(rows),
+            tokenizer=tokenizer,
+            batch_size=batch_size,
+            num_samples=len(samples),
+            max_sample_length=calib_seq,
+            device=device,
+        )
+    return create_forward_loop(dataloader=loader), len(loader.dataset)
 
 
 def image_text_forward_loop(
@@ -126,7 +173,7 @@ def image_text_forward_loop(
     import torch
     from PIL import Image
 
-    def loop() -> None:
+    def loop(_module=None) -> None:
         processor.tokenizer.padding_side = "left"
         pairs = list(zip(samples, image_paths, strict=True))
         with torch.no_grad():

@@ -3,9 +3,9 @@
 hf_ptq.py --qformat fp8 --kv_cache_qformat fp8 on a VLM does, through ModelOpt's API:
   1. find the language model (`get_language_model_from_vl`) and put disabled quantizers on
      every other child of its ancestors (vision tower, lm_head), so export leaves them BF16;
-  2. quant_cfg = FP8_DEFAULT_CFG with FP8_KV_CFG appended
-     (`update_quant_cfg_with_kv_cache_quant`); `fp8_cast` adds `use_constant_amax` to the KV
-     entry (no KV calibration); `none` skips the KV entry;
+  2. quant_cfg = the `fp8` preset with the KV preset's entries appended
+     (`update_quant_cfg_with_kv_cache_quant`); `fp8_cast`'s KV entry has `use_constant_amax`
+     (no KV calibration); `none` skips the KV entry;
   3. `mtq.quantize(language_model, quant_cfg, forward_loop)` with max calibration.
 `scope="full"` (vision FP8) instead quantizes the whole model with the vision disable entries
 removed, and ends with an entry that disables KV quantizers under the vision tower: its
@@ -20,7 +20,6 @@ from typing import Any
 QFORMATS = ("fp8",)
 KV_FORMATS = ("fp8", "fp8_cast", "none")
 SCOPES = ("lm", "full")
-KV_ENTRY = "*[kv]_bmm_quantizer"
 # FP8_DEFAULT_CFG's entries that keep vision modules out; removed for scope="full".
 VISION_DISABLE = (
     "*visual*",
@@ -32,23 +31,15 @@ VISION_DISABLE = (
 NO_VISION_KV = {"quantizer_name": "*visual*[kv]_bmm_quantizer", "enable": False}
 
 
-def base_config(qformat: str) -> dict[str, Any]:
-    import modelopt.torch.quantization as mtq
-
-    return {"fp8": mtq.FP8_DEFAULT_CFG}[qformat]
-
-
 def build_quant_cfg(qformat: str, kv_format: str, scope: str) -> dict[str, Any]:
-    """The ModelOpt quant config for (qformat, KV format, scope); a fresh deep copy."""
+    """The ModelOpt quant config for (qformat, KV format, scope); a fresh deep copy. Built from
+    the presets hf_ptq.py reads (`modelopt.recipe.presets`), the way it merges them."""
     import modelopt.torch.quantization as mtq
+    from modelopt.recipe.presets import KV_QUANT_CFG_CHOICES, QUANT_CFG_CHOICES
 
-    cfg = copy.deepcopy(base_config(qformat))
+    cfg = copy.deepcopy(QUANT_CFG_CHOICES[qformat])
     if kv_format != "none":
-        kv_entries = copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"])
-        if kv_format == "fp8_cast":
-            for entry in kv_entries:
-                if entry.get("quantizer_name") == KV_ENTRY:
-                    entry["cfg"] = {**entry.get("cfg", {}), "use_constant_amax": True}
+        kv_entries = copy.deepcopy(KV_QUANT_CFG_CHOICES[kv_format]["quant_cfg"])
         cfg = mtq.update_quant_cfg_with_kv_cache_quant(cfg, kv_entries)
     if scope == "full":
         cfg["quant_cfg"] = [
@@ -89,8 +80,9 @@ def disable_outside_language_model(model) -> list[str]:
 
 
 def quantize_model(model, cfg: dict[str, Any], scope: str, forward_loop) -> list[str]:
-    """Insert quantizers and calibrate with `forward_loop()`, which runs the calibration batches
-    through whichever module fits them (the language model for text, the whole VLM for images).
+    """Insert quantizers and calibrate with `forward_loop(module)`, ModelOpt's convention: it is
+    handed the module being quantized (the language model for scope="lm"); the image-text loop
+    ignores it and runs the whole VLM, so the vision tower feeds the language model.
 
     Returns the modules kept out as "outside the language model" (empty for scope="full").
     """
@@ -98,7 +90,7 @@ def quantize_model(model, cfg: dict[str, Any], scope: str, forward_loop) -> list
 
     if scope == "lm":
         outside = disable_outside_language_model(model)
-        mtq.quantize(language_model_lineage(model)[-1], cfg, forward_loop=lambda _m: forward_loop())
+        mtq.quantize(language_model_lineage(model)[-1], cfg, forward_loop=forward_loop)
         return outside
-    mtq.quantize(model, cfg, forward_loop=lambda _m: forward_loop())
+    mtq.quantize(model, cfg, forward_loop=forward_loop)
     return []

@@ -21,7 +21,6 @@ models/<model>/quantized/fp8_<kv>_<calib>[_vlm].
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
@@ -30,13 +29,12 @@ from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
-from vlmquant.inspect.checkpoint import summarize
+from vlmquant.inspect.checkpoint import read_json, summarize
 from vlmquant.quantize import calibration, fused_scales, qconfig
 from vlmquant.quantize.precision import precision_map, reconcile_with_export
 
 SUPPORTED_ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration",)
 CPU_BATCH_SIZE = 16
-MAX_AUTO_BATCH = 64
 
 
 @dataclasses.dataclass
@@ -98,7 +96,7 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
         raise BadInput(f"--model {cfg.model}: no such folder; pass a Hugging Face checkpoint")
     if not (cfg.model / "config.json").is_file():
         raise BadInput(f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json)")
-    arch = json.loads((cfg.model / "config.json").read_text()).get("architectures") or ["?"]
+    arch = read_json(cfg.model / "config.json").get("architectures") or ["?"]
     if arch[0] not in SUPPORTED_ARCHITECTURES:
         raise BadInput(
             f"--model {cfg.model}: architecture {arch[0]} is not supported; "
@@ -122,16 +120,20 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
     return resolve_device(cfg.device), mode
 
 
-def auto_batch_size(model, cfg: QuantizeConfig, device: str, n: int) -> int:
+def auto_batch_size(language_model, cfg: QuantizeConfig, device: str, n: int) -> int:
+    """--batch-size, or hf_ptq's automatic one (`--batch_size 0`): ModelOpt's memory probe on
+    the language model with 1.1x headroom, at most the number of samples. The probe measures
+    CUDA memory, so on CPU the default is a fixed batch."""
     if cfg.batch_size:
         return cfg.batch_size
     if device == "cpu":
         return min(CPU_BATCH_SIZE, n)
     from modelopt.torch.utils.dataset_utils import get_max_batch_size
 
-    return max(
-        1, min(get_max_batch_size(model, max_sample_length=cfg.calib_seq), MAX_AUTO_BATCH, n)
+    probed = get_max_batch_size(
+        language_model, max_sample_length=cfg.calib_seq, sample_memory_usage_ratio=1.1
     )
+    return min(probed, n)
 
 
 # What a VLM checkpoint needs beside its weights and config to tokenize and preprocess.
@@ -165,7 +167,7 @@ def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
     out = cfg.out or default_out(cfg)
     check_output(out, cfg.force)
-    samples = calibration.load_samples(
+    samples, calib_source = calibration.load_samples(
         cfg.calib, cfg.calib_size, cfg.allow_fewer, need_images=mode == "image-text"
     )
     image_paths = calibration.resolve_images(samples, cfg.images) if mode == "image-text" else None
@@ -175,7 +177,7 @@ def run(cfg: QuantizeConfig) -> Path:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     record = RunRecord("quantize", cfg)
-    record.add_input("calib", cfg.calib)
+    record.add_input("calib", calib_source)  # the file actually read
     record.add_input("model_config", cfg.model / "config.json")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -188,22 +190,23 @@ def run(cfg: QuantizeConfig) -> Path:
                 cfg.model, dtype=torch.bfloat16, device_map=device
             ).eval()
             processor = AutoProcessor.from_pretrained(cfg.model)
-        batch = auto_batch_size(model, cfg, device, len(samples))
+        language_model = qconfig.language_model_lineage(model)[-1]
+        batch = auto_batch_size(language_model, cfg, device, len(samples))
         quant_cfg = qconfig.build_quant_cfg(cfg.qformat, cfg.kv_cache_qformat, cfg.scope)
         if mode == "text":
-            loop = calibration.text_forward_loop(
-                qconfig.language_model_lineage(model)[-1],
-                processor.tokenizer,
+            loop, rows = calibration.text_forward_loop(
+                calibration.hf_ptq_tokenizer(cfg.model),
+                calib_source,
                 samples,
                 batch,
                 cfg.calib_seq,
                 device,
-                tqdm,
             )
         else:
             loop = calibration.image_text_forward_loop(
                 model, processor, samples, image_paths, batch, device, tqdm
             )
+            rows = len(samples)
         with record.timed("quantize_and_calibrate"):
             outside = qconfig.quantize_model(model, quant_cfg, cfg.scope, loop)
         with record.timed("precision_map"):
@@ -227,9 +230,9 @@ def run(cfg: QuantizeConfig) -> Path:
             "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "calibration": {
                 "mode": mode,
-                "samples": len(samples),
+                "samples": rows,
                 "batch_size": batch,
-                "batches": -(-len(samples) // batch),
+                "batches": -(-rows // batch),
                 "max_seq": cfg.calib_seq,
                 "algorithm": quant_cfg.get("algorithm"),
             },
