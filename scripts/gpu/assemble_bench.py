@@ -19,10 +19,10 @@ from transformers import AutoModelForImageTextToText
 
 from vlmquant.bench.bench_stage import ratios
 from vlmquant.quantize.precision import hub_name
-from vlmquant.tiny.make_tiny import build_config, build_tokenizer
+from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer
 
 work, inspect_dir, gbs, source, rev, started, out = sys.argv[1:8]
-config = build_config("3b", build_tokenizer())
+config = build_config(SHAPES["3b"], build_tokenizer())
 with torch.device("meta"):
     model = AutoModelForImageTextToText.from_config(config)
 stored = {

