@@ -37,7 +37,7 @@ echo "building the $flavour environment in $venv ..."
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 py="$venv/bin/python"
 pins() { mapfile -t "$1" < <(python3 "$root/scripts/pins.py" "${@:2}"); }
-pins pipeline_reqs pipeline test
+pins pipeline_reqs pipeline test real-lm
 
 if [ "$flavour" = cpu ]; then
   tmp="$(mktemp -d)"

@@ -72,3 +72,12 @@ def quantized(tiny_model, demo_calib, tmp_path_factory):
         return built[flags]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """The trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (make-tiny --lm), built once:
+    the model where fidelity numbers mean something."""
+    out = tmp_path_factory.mktemp("models") / "trained"
+    assert main(["make-tiny", "--lm", "qwen2.5-coder-0.5b-instruct", "--out", str(out)]) == 0
+    return out

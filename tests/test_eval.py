@@ -187,3 +187,36 @@ def test_fp8_rounding_modes_against_the_e4m3_table():
     assert torch.equal(fake_fp8(x, one), x.clamp(-448, 448).to(torch.float8_e4m3fn).float())
     with pytest.raises(ValueError):
         fake_fp8(x, one, "up")
+
+
+def test_user_text_replaces_the_builtin_set_and_intervals_bracket_the_mean(
+    quantized, tiny_model, tmp_path, cli
+):
+    text = tmp_path / "mine.txt"
+    text.write_text("A red circle on a white table.\n\nThe cat sat on the mat, twice.\n")
+    r = run_eval(cli, tmp_path, tiny_model, quantized(), "--text", text, "--image-samples", "0")
+    g = r["groups"]["text"]
+    assert r["eval_set"]["text_samples"] == 2 and r["eval_set"]["user_text"] == str(text)
+    lo, hi = g["kld_mean_ci95"]
+    assert lo <= g["kld_mean"] <= hi and lo < hi
+    lo, hi = g["ppl_ratio_ci95"]
+    assert lo <= g["ppl_ratio"] <= hi
+    both = run_eval(cli, tmp_path, tiny_model, quantized(), "--text", text, "--text-with-builtin")
+    assert both["eval_set"]["text_samples"] == 2 + 12
+
+
+def test_swapped_or_unreadable_inputs_are_refused(quantized, tiny_model, tmp_path, cli):
+    out = tmp_path / "e.json"
+    empty, binary = tmp_path / "empty.txt", tmp_path / "binary.txt"
+    empty.write_text("\n  \n")
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    cases = [
+        (["--base", quantized(), "--quantized", tiny_model], "a quantized export"),
+        (["--base", tiny_model, "--quantized", quantized(), "--text", empty], "no text in it"),
+        (["--base", tiny_model, "--quantized", quantized(), "--text", binary], "not UTF-8"),
+        (["--base", tiny_model, "--quantized", quantized(), "--text", tmp_path / "x"], "no such"),
+    ]
+    for flags, message in cases:
+        code, err = cli("eval", *flags, "--out", out, *FAST)
+        assert code == 2 and message in err and err.count("\n") == 1, (flags, err)
+        assert not out.exists()

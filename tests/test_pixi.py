@@ -20,6 +20,7 @@ FEATURE_EXTRAS = {
     "gpu-vllm": ["gpu"],
     "cpu-vllm": ["cpu", "vllm-cpu"],
     "test": ["test"],
+    "real-lm": ["real-lm"],
 }
 
 

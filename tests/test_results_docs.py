@@ -52,3 +52,13 @@ def test_bench_eval_and_infer_pages_match_their_json():
     assert infer_pages, "no infer GPU results committed"
     for page in infer_pages:
         assert infer_render.render(page.with_suffix(""), _title(page)) == page.read_text()
+
+
+def test_parity_pages_match_their_json():
+    from vlmquant.parity import render as parity_render
+
+    pages = sorted(RESULTS.glob("parity-*.md"))
+    assert pages, "no parity GPU results committed"
+    for page in pages:
+        files = sorted(page.with_suffix("").glob("parity_*.json"))
+        assert parity_render.render(_title(page), files) == page.read_text(), page.name

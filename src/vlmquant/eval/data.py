@@ -70,14 +70,39 @@ def image_samples(n: int, seed: int) -> list[EvalSample]:
     return out
 
 
+def user_texts(path: Path) -> list[str]:
+    """`--text FILE`: one sample a line, UTF-8; blank lines skipped."""
+    if not path.is_file():
+        raise BadInput(f"--text {path}: no such file; pass a UTF-8 text file, one sample a line")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise BadInput(
+            f"--text {path}: not UTF-8 (byte {e.start}); convert it, e.g. iconv -t UTF-8"
+        ) from None
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise BadInput(f"--text {path}: no text in it; put one sample a line")
+    return texts
+
+
 def build_eval_set(
-    calib: Path | None, max_samples: int, image_samples_n: int, seed: int
+    calib: Path | None,
+    max_samples: int,
+    image_samples_n: int,
+    seed: int,
+    text: Path | None = None,
+    with_builtin: bool = False,
 ) -> list[EvalSample]:
-    captions = held_out_captions(calib)
-    rng = random.Random(seed)
-    rng.shuffle(captions)
-    texts = shipped_paragraphs() + captions
-    samples = [EvalSample("text", t) for t in texts[:max_samples]]
+    """Text samples: `--text`'s lines (first, all of them), then, unless `--text` is given
+    without `with_builtin`, the shipped paragraphs and held-out captions up to `max_samples`."""
+    own = user_texts(text) if text is not None else []
+    builtin: list[str] = []
+    if text is None or with_builtin:
+        captions = held_out_captions(calib)
+        random.Random(seed).shuffle(captions)
+        builtin = (shipped_paragraphs() + captions)[:max_samples]
+    samples = [EvalSample("text", t) for t in own + builtin]
     samples += image_samples(image_samples_n, seed)
     if not samples:
         raise BadInput("eval: the evaluation set is empty; raise --max-samples or --image-samples")

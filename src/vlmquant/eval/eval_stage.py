@@ -48,8 +48,12 @@ class EvalConfig:
     out: Path | None = setting(None, "JSON file to write")
     calib: Path | None = setting(None, "calibration set .txt, to hold its captions out")
     max_samples: int = setting(
-        48, "text samples (shipped paragraphs first, then held-out captions)"
+        48, "built-in text samples (shipped paragraphs first, then held-out captions)"
     )
+    text: Path | None = setting(
+        None, "your held-out text, one sample a line (UTF-8); replaces the built-in text set"
+    )
+    text_with_builtin: bool = setting(False, "with --text: keep the built-in text set beside it")
     image_samples: int = setting(8, "image+text samples on drawn pictures")
     seq_len: int = setting(256, "max tokens per text sample")
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
@@ -98,6 +102,11 @@ def validate(cfg: EvalConfig) -> str:
     for flag, path in (("--base", cfg.base), ("--quantized", cfg.quantized)):
         if not (path / "config.json").is_file():
             raise BadInput(f"{flag} {path}: not a Hugging Face checkpoint (no config.json)")
+    if (cfg.base / "hf_quant_config.json").is_file():
+        raise BadInput(
+            f"--base {cfg.base}: a quantized export (hf_quant_config.json); pass the BF16 "
+            "checkpoint it was made from as --base (and the export as --quantized)"
+        )
     a, b = _config(cfg.base), _config(cfg.quantized)
     checks = {
         "architectures": (a.get("architectures"), b.get("architectures")),
@@ -121,6 +130,10 @@ def validate(cfg: EvalConfig) -> str:
         )
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
+    if cfg.text is not None:
+        from vlmquant.eval.data import user_texts
+
+        user_texts(cfg.text)  # unreadable or empty: bad input before any model loads
     check_output(cfg.out, cfg.force)
     return resolve_device(cfg.device)
 
@@ -263,7 +276,9 @@ def run(cfg: EvalConfig) -> Path:
     from vlmquant.eval import data, emulate, metrics
 
     record = RunRecord("eval", cfg)
-    samples = data.build_eval_set(cfg.calib, cfg.max_samples, cfg.image_samples, cfg.seed)
+    samples = data.build_eval_set(
+        cfg.calib, cfg.max_samples, cfg.image_samples, cfg.seed, cfg.text, cfg.text_with_builtin
+    )
     with record.timed("load"):
         processor = AutoProcessor.from_pretrained(cfg.base)
         kernels = resolve_kernels(cfg.kernels)
@@ -314,6 +329,7 @@ def run(cfg: EvalConfig) -> Path:
             "text_samples": len(stats["text"]),
             "image_text_samples": len(stats["image_text"]),
             "held_out_from": str(cfg.calib) if cfg.calib else None,
+            "user_text": str(cfg.text) if cfg.text else None,
         },
         "groups": {g: metrics.summarize(v) for g, v in stats.items()},
         "layers": layers,

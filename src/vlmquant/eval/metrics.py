@@ -26,6 +26,31 @@ def token_stats(
     }
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_ci95(stats: list[dict[str, torch.Tensor]], seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile intervals on KLD mean and PPL ratio, resampling whole samples with
+    replacement (tokens of one sample are not independent of each other)."""
+    sums = torch.tensor(
+        [
+            [s["kld"].double().sum(), s["nll_base"].double().sum(), s["nll_quant"].double().sum()]
+            for s in stats
+        ],
+        dtype=torch.float64,
+    )
+    counts = torch.tensor([s["kld"].numel() for s in stats], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(len(stats), (BOOTSTRAP_RESAMPLES, len(stats)), generator=g)
+    n = counts[pick].sum(1).clamp_min(1)
+    kld, nll_b, nll_q = (sums[pick, i].sum(1) / n for i in range(3))
+    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    return {
+        "kld_mean_ci95": torch.quantile(kld, q).tolist(),
+        "ppl_ratio_ci95": torch.quantile((nll_q - nll_b).exp(), q).tolist(),
+    }
+
+
 def summarize(stats: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
     if not stats:
         return {"tokens": 0}
@@ -44,4 +69,7 @@ def summarize(stats: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         "kld_p99": torch.quantile(kld, 0.99).item() if kld.numel() > 1 else kld.max().item(),
         "kld_max": kld.max().item(),
         "top1_agreement": (cat["top1_base"] == cat["top1_quant"]).double().mean().item(),
+        "samples": len(stats),
+        **bootstrap_ci95(stats),
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "unit": "sample", "seed": 0},
     }

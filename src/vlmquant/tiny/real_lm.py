@@ -112,23 +112,18 @@ def preset_gguf(preset: Preset, cache: Path = CACHE) -> Path:
 
 def load_gguf(gguf: Path):
     """(tokenizer, float32 model) dequantized from a Qwen2 GGUF; bad files are bad input."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not gguf.is_file():
         raise BadInput(f"--lm-gguf {gguf}: no such file; pass a Qwen2-architecture .gguf")
     with open(gguf, "rb") as f:
         if f.read(4) != b"GGUF":
             raise BadInput(f"--lm-gguf {gguf}: not a GGUF file (no GGUF magic); pass a .gguf")
-    try:
-        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except Exception as e:  # the loader raises bare ValueError/KeyError/... on odd files
+    arch = gguf_architecture(gguf)
+    if arch != "qwen2":
         raise BadInput(
-            f"--lm-gguf {gguf}: transformers cannot read it ({e}); pass a .gguf"
-        ) from None
-    if config.model_type != "qwen2":
-        raise BadInput(
-            f"--lm-gguf {gguf}: architecture {config.model_type}, not qwen2; pass a Qwen2 or "
-            "Qwen2.5 GGUF (the language model of Qwen2.5-VL)"
+            f"--lm-gguf {gguf}: architecture {arch}, not qwen2; pass a Qwen2 or Qwen2.5 GGUF "
+            "(the language model of Qwen2.5-VL)"
         )
     try:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -143,6 +138,20 @@ def load_gguf(gguf: Path):
             "truncated or damaged: reinstall or re-download it"
         ) from None
     return tok, model
+
+
+def gguf_architecture(gguf: Path) -> str:
+    """`general.architecture` from the GGUF header (the gguf package's reader)."""
+    from gguf import GGUFReader
+
+    try:
+        field = GGUFReader(str(gguf)).fields["general.architecture"]
+        return bytes(field.parts[field.data[0]]).decode()
+    except Exception as e:  # a truncated file fails anywhere in the header walk
+        raise BadInput(
+            f"--lm-gguf {gguf}: cannot be read as GGUF ({type(e).__name__}); the file is "
+            "truncated or damaged: reinstall or re-download it"
+        ) from None
 
 
 def mrope_section(head_dim: int) -> list[int]:
