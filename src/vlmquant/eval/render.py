@@ -24,12 +24,16 @@ GROUP_COLUMNS = (
     "kld_p99",
     "kld_max",
     "top1_agreement",
+    "kld_mean_ci95",
+    "ppl_ratio_ci95",
 )
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list):  # a 95% interval
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return str(v)
 
 
