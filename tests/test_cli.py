@@ -82,3 +82,22 @@ def test_every_shipped_recipe_builds_its_stage_settings():
         "bench",
     )
     assert bench.model == [Path("one/ckpt")]
+
+
+def test_recipe_tables_types_and_choices_are_checked(cli, tmp_path):
+    cases = [
+        ("[quantise]\ncalib_size = 16\n", "table [quantise] is no stage"),
+        ('[calib]\nforce = "false"\n', "force = 'false': must be true or false"),
+        ('[calib]\nnum_samples = "64"\n', "num_samples = '64': must be an integer"),
+        ('[eval]\nkernels = "tpu"\n', "kernels = 'tpu': not one of"),
+    ]
+    for i, (text, message) in enumerate(cases):
+        recipe = tmp_path / f"r{i}.toml"
+        recipe.write_text(text)
+        stage = "eval" if "[eval]" in text else "calib"
+        code, err = cli(stage, "--recipe", recipe)
+        assert code == 2 and message in err and err.count("\n") == 1, (text, err)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe[calib]")
+    code, err = cli("calib", "--recipe", binary)
+    assert code == 2 and "not UTF-8" in err

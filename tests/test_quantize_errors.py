@@ -58,11 +58,28 @@ def test_bad_inputs(args, tmp_path, cli, tiny_model, demo_calib):
     assert code == 2 and "invalid choice" in err
 
 
+def test_nothing_of_the_inputs_is_destroyed(args, tmp_path, cli, tiny_model, quantized, capsys):
+    """--out on, inside or around --model is refused even with --force; so is an export as
+    --model (its scales would be dropped on load and its FP8 codes re-quantized)."""
+    from vlmquant.core.runinfo import sha256_file
+
+    export = quantized()
+    capsys.readouterr()  # the fixture's own build output
+    before = sha256_file(tiny_model / "model.safetensors")
+    for out in (tiny_model, tiny_model / "fp8", tiny_model.parent):
+        code, err = cli("quantize", *flat({**args, "--out": out}), "--force")
+        assert code == 2 and "write the output somewhere else" in err, (out, err)
+    code, err = cli("quantize", *flat({**args, "--model": export}))
+    assert code == 2 and "already a quantized export" in err and err.count("\n") == 1
+    assert sha256_file(tiny_model / "model.safetensors") == before
+    assert not (tiny_model / "fp8").exists() and not args["--out"].exists()
+
+
 def test_bad_qformat_in_recipe(args, tmp_path, cli):
     recipe = tmp_path / "r.toml"
     recipe.write_text('[quantize]\nqformat = "nvfp4"\n')
     code, err = cli("quantize", "--recipe", recipe, *flat(args))
-    assert code == 2 and "--qformat nvfp4: unknown" in err
+    assert code == 2 and "[quantize] qformat = 'nvfp4': not one of fp8" in err
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if not k.startswith("_") and k not in ("stage", "recipe")
     }
     try:
-        recipe = cfgmod.load_recipe(args.recipe) if args.recipe else None
+        tables = {s.name for s in STAGES}
+        recipe = cfgmod.load_recipe(args.recipe, tables) if args.recipe else None
         if stage.name == "pipeline":  # the recipe is its input, not a settings table
             if recipe is None:
                 raise BadInput("pipeline: pass --recipe FILE")

@@ -80,14 +80,24 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(*names, **kwargs)
 
 
-def load_recipe(path: Path) -> dict[str, Any]:
-    """Read a TOML recipe; a missing or malformed file is bad input."""
+def load_recipe(path: Path, tables: set[str] | None = None) -> dict[str, Any]:
+    """Read a TOML recipe; a missing, unreadable or malformed file, or a table that is no
+    stage's (`[quantise]`), is bad input."""
     if not path.is_file():
         raise BadInput(f"recipe {path}: no such file; pass an existing TOML file to --recipe")
     try:
-        return tomllib.loads(path.read_text())
+        recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BadInput(f"recipe {path}: not UTF-8 text; pass a TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"recipe {path}: not valid TOML ({e}); fix the file") from None
+    unknown = sorted(set(recipe) - tables) if tables is not None else []
+    if unknown:
+        raise BadInput(
+            f"recipe {path}: table [{unknown[0]}] is no stage; use one of "
+            f"{', '.join(f'[{t}]' for t in sorted(tables))}"
+        )
+    return recipe
 
 
 def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section: str) -> Any:
@@ -104,8 +114,17 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
                 f"use one of {', '.join(sorted(names))}"
             )
         values[name] = value
+    for key, value in values.items():  # recipe values: the type each setting declares
+        _check_recipe_type(section, key, value, hints[key])
     values.update({k: v for k, v in cli.items() if k in names})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, value in values.items():
+        allowed = fields[name].metadata.get("choices")
+        items = value if isinstance(value, list) else [value]
+        if allowed and value is not None and any(v not in allowed for v in items):
+            raise BadInput(
+                f"[{section}] {name} = {value!r}: not one of {', '.join(map(str, allowed))}"
+            )
         tp = _base_type(hints[name])
         if tp is Path and value is not None:
             values[name] = Path(value)
@@ -115,6 +134,30 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
                 items = [Path(v) for v in items]
             values[name] = items
     return cls(**values)
+
+
+def _check_recipe_type(section: str, key: str, value: Any, hint: Any) -> None:
+    """A recipe value must have its setting's type (TOML has no `"false"` that means false)."""
+    tp = _base_type(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if value is None and optional:
+        return
+    if typing.get_origin(tp) is list:
+        ok = isinstance(value, str | list)
+        want = "a list (or one string)"
+    elif tp is bool:
+        ok, want = isinstance(value, bool), "true or false"
+    elif tp is int:
+        ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        want = "a number"
+    elif tp in (str, Path):
+        ok, want = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise BadInput(f"recipe [{section}] {key} = {value!r}: must be {want}; fix the recipe")
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -22,6 +22,23 @@ def check_output(path: Path, force: bool) -> None:
         )
 
 
+def check_apart(out: Path, inputs: dict[str, Path | None], may_sit_inside: tuple = ()) -> None:
+    """An output may not be or hold an input (replacing it would destroy the input), nor sit
+    inside one (a checkpoint folder with an export in it), except inputs in `may_sit_inside`
+    (a folder of images)."""
+    o = out.resolve()
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        i = path.resolve()
+        inside = o.is_relative_to(i) and flag not in may_sit_inside
+        if o == i or inside or i.is_relative_to(o):
+            raise BadInput(
+                f"output {out}: is, holds or sits inside {flag} {path}; write the output "
+                "somewhere else"
+            )
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`.

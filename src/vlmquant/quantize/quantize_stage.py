@@ -27,7 +27,7 @@ from pathlib import Path
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.inspect.checkpoint import read_json, summarize
 from vlmquant.quantize import calibration, fused_scales, qconfig
@@ -96,6 +96,11 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
         raise BadInput(f"--model {cfg.model}: no such folder; pass a Hugging Face checkpoint")
     if not (cfg.model / "config.json").is_file():
         raise BadInput(f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json)")
+    if (cfg.model / "hf_quant_config.json").is_file():
+        raise BadInput(
+            f"--model {cfg.model}: already a quantized export (hf_quant_config.json); pass the "
+            "BF16 checkpoint it was made from"
+        )
     arch = read_json(cfg.model / "config.json").get("architectures") or ["?"]
     if arch[0] not in SUPPORTED_ARCHITECTURES:
         raise BadInput(
@@ -166,6 +171,8 @@ def copy_processor_files(src: Path, dst: Path, processor) -> None:
 def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
     out = cfg.out or default_out(cfg)
+    inputs = {"--model": cfg.model, "--calib": cfg.calib, "--images": cfg.images}
+    check_apart(out, inputs, may_sit_inside=("--images",))
     check_output(out, cfg.force)
     samples, calib_source = calibration.load_samples(
         cfg.calib, cfg.calib_size, cfg.allow_fewer, need_images=mode == "image-text"
