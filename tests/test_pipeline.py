@@ -65,3 +65,16 @@ def test_skip_logic(recipe, tmp_path, capsys):
 def test_recipe_is_required(cli):
     code, err = cli("pipeline")
     assert code == 2 and "--recipe" in err
+
+
+def test_never_replaces_what_it_did_not_make(tiny_model, tmp_path, cli):
+    """A recipe whose [make-tiny] out names an existing checkpoint (made by someone else) must
+    not overwrite it with random weights."""
+    from vlmquant.core.runinfo import sha256_file
+
+    before = sha256_file(tiny_model / "model.safetensors")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[make-tiny]\nout = "{tiny_model}"\nseed = 7\n')
+    code, err = cli("pipeline", "--recipe", recipe, "--state", tmp_path / "state.json")
+    assert code == 2 and "which this pipeline did not make" in err and err.count("\n") == 1
+    assert sha256_file(tiny_model / "model.safetensors") == before

@@ -26,6 +26,8 @@ from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import write_text_atomic
 
 ORDER = ("make-tiny", "calib", "quantize", "infer", "eval", "bench", "report")
+# stage outputs named by a file inside the folder the stage writes
+OUTPUT_FILES = ("config.json", "run.json")
 
 
 @dataclasses.dataclass
@@ -46,7 +48,7 @@ def _stage(name: str):
 
 def _output(name: str, cfg: Any) -> Path | None:
     return {
-        "make-tiny": lambda: cfg.out / "config.json",
+        "make-tiny": lambda: _make_tiny_out(cfg) / "config.json",
         "calib": lambda: cfg.out.with_suffix(".manifest.json"),
         "quantize": lambda: (cfg.out / "run.json") if cfg.out else None,
         "infer": lambda: cfg.out_dir / "run.json",
@@ -54,6 +56,12 @@ def _output(name: str, cfg: Any) -> Path | None:
         "bench": lambda: cfg.out,
         "report": lambda: cfg.model_root / "reports",
     }[name]()
+
+
+def _make_tiny_out(cfg: Any) -> Path:
+    from vlmquant.tiny.make_tiny import default_out
+
+    return default_out(cfg)
 
 
 def _external(name: str, cfg: Any) -> list[str]:
@@ -110,6 +118,13 @@ def run(
         if not forced and state.get(slot) == key and output is not None and output.exists():
             print(f"pipeline: {name} is current, skipped")
         else:
+            if output is not None and output.exists() and slot not in state:
+                made = output.parent if output.name in OUTPUT_FILES else output
+                raise BadInput(
+                    f"pipeline: [{name}] would replace {made}, "
+                    f"which this pipeline did not make (no record in {state_path}); move it, "
+                    f"change the recipe's output, or run `vlmquant {name} --force` yourself"
+                )
             if "force" in fields:
                 settings = dataclasses.replace(settings, force=True)
             print(f"pipeline: running {name}")
