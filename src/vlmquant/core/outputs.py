@@ -67,14 +67,20 @@ def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
+def ordinary_file_mode() -> int:
+    """The mode the umask gives a newly created file (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def readable_like_the_rest(folder: Path) -> None:
     """Files that a library wrote private (safetensors' writers use 0600 temporaries) get the
     mode the umask gives any other file, so a server running as another user can read them."""
-    umask = os.umask(0)
-    os.umask(umask)
+    mode = ordinary_file_mode()
     for f in folder.rglob("*"):
         if f.is_file() and not f.is_symlink() and f.stat().st_mode & 0o777 == 0o600:
-            f.chmod(0o666 & ~umask)
+            f.chmod(mode)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -84,9 +90,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.chmod(tmp, ordinary_file_mode())  # mkstemp makes it private; this is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

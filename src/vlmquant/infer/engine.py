@@ -250,14 +250,6 @@ def generate(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def hide_amx(engine: dict[str, Any]) -> bool:
-    """FP8 engines on the CPU build run without AMX (see HIDE_AMX_ENV); BF16 engines keep the
-    kernels vLLM picks, which on AMX CPUs are the ones closest to transformers' own."""
-    return (
-        engine.get("quantization") == "modelopt" and os.environ.get("VLMQUANT_VLLM_CPU_AMX") != "1"
-    )
-
-
 def run_worker(
     spec: dict[str, Any], workdir: Path, timeout: float = 1800, env: dict[str, str] | None = None
 ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
-from vlmquant.core.runinfo import RunRecord
+from vlmquant.core.runinfo import RunRecord, sha256_file
 from vlmquant.tiny import real_lm
 
 SPECIAL_TOKENS = [
@@ -346,7 +346,7 @@ def build_trained(cfg: MakeTinyConfig, out: Path) -> None:
             raise RuntimeError(f"the built checkpoint's logits differ from the source's by {diff}")
         record.add_input("gguf", gguf, hash_limit=0)
         record.extra = {
-            "gguf_sha256": preset.sha256 if preset else real_lm.sha256(gguf),
+            "gguf_sha256": preset.sha256 if preset else sha256_file(gguf),
             "source": config.vlmquant_source,
             "probe": {"text": real_lm.PROBE, "max_abs_logit_diff_bf16": diff},
             "parameters": sum(p.numel() for p in model.parameters()),

