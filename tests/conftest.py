@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.helpers import INFER_MAX_TOKENS  # noqa: E402
 from vlmquant.cli import main  # noqa: E402
 
 
@@ -81,3 +82,30 @@ def trained_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "trained"
     assert main(["make-tiny", "--lm", "qwen2.5-coder-0.5b-instruct", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def infer_runs(tiny_model, quantized, tmp_path_factory):
+    """`infer` on the tiny model: BF16, FP8 (with --compare) and vision FP8, greedy."""
+    root = tmp_path_factory.mktemp("infer")
+    runs = {
+        "bf16": (tiny_model, []),
+        "fp8": (quantized(), ["--compare", str(tiny_model)]),
+        "fp8_vision": (quantized("--scope", "full"), []),
+    }
+    for name, (model, extra) in runs.items():
+        args = [
+            "infer",
+            "--model",
+            str(model),
+            "--out-dir",
+            str(root / name),
+            "--max-tokens",
+            str(INFER_MAX_TOKENS),
+            "--max-model-len",
+            "1024",
+            "--enforce-eager",
+            *extra,
+        ]
+        assert main(args) == 0, name
+    return root

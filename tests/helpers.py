@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from vlmquant.prompts import Prompt, load_image
+
+INFER_MAX_TOKENS = 16  # tokens per prompt in the `infer_runs` fixture
 
 
 def _load(model_dir: Path):
@@ -59,3 +62,8 @@ def logit_gap_in_bf16_ulps(
     la, lb = float(logits[a]), float(logits[b])
     ulp = 2.0 ** (math.floor(math.log2(max(abs(la), abs(lb), 1e-30))) - 7)
     return abs(la - lb) / ulp
+
+
+def samples(folder: Path) -> list[dict]:
+    """The rows of an `infer` output's samples.jsonl."""
+    return [json.loads(x) for x in (folder / "samples.jsonl").read_text().splitlines()]

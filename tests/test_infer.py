@@ -7,43 +7,10 @@ import json
 
 import pytest
 
-from tests.helpers import hf_greedy, logit_gap_in_bf16_ulps
+from tests.helpers import INFER_MAX_TOKENS, hf_greedy, logit_gap_in_bf16_ulps, samples
 from vlmquant.prompts import default_suite
 
 pytestmark = pytest.mark.vllm
-MAX_TOKENS = 16
-
-
-@pytest.fixture(scope="session")
-def infer_runs(tiny_model, quantized, tmp_path_factory):
-    from vlmquant.cli import main
-
-    root = tmp_path_factory.mktemp("infer")
-    runs = {
-        "bf16": (tiny_model, []),
-        "fp8": (quantized(), ["--compare", str(tiny_model)]),
-        "fp8_vision": (quantized("--scope", "full"), []),
-    }
-    for name, (model, extra) in runs.items():
-        args = [
-            "infer",
-            "--model",
-            str(model),
-            "--out-dir",
-            str(root / name),
-            "--max-tokens",
-            str(MAX_TOKENS),
-            "--max-model-len",
-            "1024",
-            "--enforce-eager",
-            *extra,
-        ]
-        assert main(args) == 0, name
-    return root
-
-
-def samples(folder):
-    return [json.loads(x) for x in (folder / "samples.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp8", "fp8_vision"])
@@ -76,7 +43,7 @@ def test_bf16_greedy_equals_transformers(infer_runs, tiny_model):
     amx = torch.cpu._is_amx_tile_supported()
     suite = default_suite()
     ours = [r["token_ids"] for r in samples(infer_runs / "bf16")]
-    ref = hf_greedy(tiny_model, suite, MAX_TOKENS)
+    ref = hf_greedy(tiny_model, suite, INFER_MAX_TOKENS)
     same = sum(a == b for a, b in zip(ours, ref, strict=True))
     assert same > len(suite) // 2, (same, len(suite))
     for prompt, a, b in zip(suite, ours, ref, strict=True):

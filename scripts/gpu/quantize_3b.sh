@@ -66,13 +66,15 @@ step vLLM load + text and image prompt
 python3 - "$q" "$res" <<'PY'
 import json, sys
 from pathlib import Path
-from vlmquant.infer.engine import engine_kwargs, run_worker
+from vlmquant.engine.args import engine_kwargs
+from vlmquant.engine.worker import run_worker
 q, res = Path(sys.argv[1]), Path(sys.argv[2])
 prompts = [{"text": "Describe a cute animal in one sentence."},
            {"text": "What shape is in this picture and what colour is it?", "image": "red_circle"}]
 for name in ("fp8_fp8_demo", "fp8_fp8_demo_vlm"):
     spec = {"engine": engine_kwargs(q / name, max_model_len=4096, enforce_eager=True,
                                     gpu_memory_utilization=0.5),
+            "task": "vlmquant.infer.infer_stage:generate_samples",
             "sampling": {"temperature": 0.0, "max_tokens": 32}, "prompts": prompts}
     try:
         r = run_worker(spec, res / f"vllm_{name}")

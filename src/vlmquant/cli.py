@@ -54,6 +54,12 @@ STAGES = [
         "run a checkpoint in vLLM on the prompt suite; --compare runs its BF16 base too",
     ),
     Stage(
+        "serve",
+        "vlmquant.serve.serve_stage",
+        "ServeConfig",
+        "serve a checkpoint behind vLLM's OpenAI-compatible server (vllm serve), Ctrl-C stops",
+    ),
+    Stage(
         "eval",
         "vlmquant.eval.eval_stage",
         "EvalConfig",

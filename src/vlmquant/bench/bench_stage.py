@@ -225,7 +225,8 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
 def run(cfg: BenchConfig) -> Path:
     checked = validate(cfg)
     device, shapes = checked.device, checked.shapes
-    from vlmquant.infer.engine import engine_kwargs, run_worker
+    from vlmquant.engine.args import engine_kwargs
+    from vlmquant.engine.worker import run_worker
 
     record = RunRecord("bench", cfg)
     with record.timed("bandwidth"):
@@ -270,6 +271,7 @@ def run(cfg: BenchConfig) -> Path:
             engine["enable_prefix_caching"] = False
             engine.update(extra)
             spec = {
+                "task": "vlmquant.bench.measure:run_bench",
                 "engine": engine,
                 "bench": {
                     "single_stream": cfg.single_stream,

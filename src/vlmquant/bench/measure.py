@@ -1,4 +1,4 @@
-"""Measurements taken inside a vLLM engine process (called from vlmquant.infer.engine).
+"""The bench stage's engine task: measurements taken inside a vLLM engine process.
 
 Offline engine, so latency is measured per batch: time to first token = the batch run with
 max_tokens=1 (prefill), time per output token = (full run - prefill) / (output tokens - 1).
@@ -76,7 +76,7 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("profile_steps"):
         result["profile"] = profile_decode(llm, cfg["profile_steps"], ss[0], vocab)
     if cfg.get("image"):
-        from vlmquant.infer.engine import _messages
+        from vlmquant.engine.messages import chat_messages
         from vlmquant.prompts import load_image
 
         image = load_image(cfg["image"], cfg.get("image_size", 112))
@@ -86,7 +86,7 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
             # repeated image would skip the vision tower this case exists to time
             img = image.copy()
             img.putpixel((0, 0), (k % 256, k // 256 % 256, 1))
-            msgs = _messages({"text": "Describe this picture in one sentence.", "image": img})
+            msgs = chat_messages("Describe this picture in one sentence.", img)
             return llm.chat(msgs, SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
 
         result["image_prompt_tokens"] = len(request(0)[0].prompt_token_ids)  # warm-up

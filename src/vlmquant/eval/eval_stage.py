@@ -205,7 +205,8 @@ def run_vllm(
         return {"skipped": "vLLM is not importable here (bash scripts/setup.sh installs it)"}
     if not token_prompts:
         return {"skipped": "no text samples to score"}
-    from vlmquant.infer.engine import engine_kwargs, run_worker
+    from vlmquant.engine.args import engine_kwargs
+    from vlmquant.engine.worker import run_worker
 
     scored = {}
     for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
@@ -216,6 +217,7 @@ def run_vllm(
                 enforce_eager=True,
                 gpu_memory_utilization=cfg.gpu_memory_utilization,
             ),
+            "task": "vlmquant.eval.vllm_scores:score_tokens",
             "token_prompts": token_prompts,
         }
         scored[role] = run_worker(spec, workdir / f"vllm_{role}")

