@@ -14,6 +14,14 @@ roofline: device-to-device copy bandwidth measured in the same run, divided by t
 decode step must read (the language model's weights as stored: FP8 linears, BF16 norms and
 lm_head). The first --model is the baseline for the ratios. Results as JSON; render with
 `python -m vlmquant.bench.render FILE.json OUT.md` (it also says which speed goals are met).
+
+`--serve`: each model behind vLLM's OpenAI-compatible server instead, driven by vLLM's own
+`vllm bench serve` over --engine-starts fresh servers (see `vlmquant.bench.serve_bench`):
+
+    vlmquant bench --serve --model BF16_DIR --model FP8_DIR --out docs/results/serve-h200.json
+
+A result is written whole when the run ends; while it runs, what it measured so far sits in
+`.<name>.partial` beside it, and a previous result stays in place until the new one is done.
 """
 
 from __future__ import annotations
@@ -72,6 +80,15 @@ class BenchConfig:
         None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
     )
     max_model_len: int = setting(4096, "vLLM max model length")
+    serve: bool = setting(False, "benchmark behind `vllm serve` with `vllm bench serve`")
+    engine_starts: int = setting(3, "--serve: fresh servers per model (the spread needs >= 3)")
+    serve_shape: str = setting("512x256", "--serve: random text INPUTxOUTPUT tokens")
+    serve_prompts: int = setting(4, "--serve: requests per unit of concurrency (>= 16 a level)")
+    image_sizes: list[int] = setting(
+        [448, 896, 1344], "--serve: square image sides for the image-TTFT runs (none: skip)"
+    )
+    image_requests: int = setting(8, "--serve: image requests per size")
+    timeout: float = setting(1800.0, "seconds one engine (start and runs) may take")
     force: bool = setting(False, "replace an existing output file")
 
 
@@ -187,9 +204,9 @@ def validate(cfg: BenchConfig) -> Checked:
         )
     if cfg.image_size < 28:
         raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
+    if cfg.serve:
+        validate_serve(cfg)
     check_output(cfg.out, cfg.force)
-    if cfg.out.exists():
-        cfg.out.unlink()  # --force: a partial file from this run must not mix with an old one
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -222,6 +239,23 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def validate_serve(cfg: BenchConfig) -> None:
+    if "serve" not in cfg.out.name:
+        raise BadInput(
+            f"--out {cfg.out}: a serving benchmark's file name contains 'serve' "
+            "(e.g. serve-h200.json), so pages and readers tell it from an offline one"
+        )
+    if cfg.engine_starts < 1 or cfg.serve_prompts < 1 or cfg.image_requests < 1:
+        raise BadInput("--engine-starts, --serve-prompts and --image-requests must be >= 1")
+    parse_shapes([cfg.serve_shape])
+    if any(size < 28 for size in cfg.image_sizes):
+        raise BadInput(f"--image-sizes {cfg.image_sizes}: use at least 28 pixels a side")
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
 def run(cfg: BenchConfig) -> Path:
     checked = validate(cfg)
     device, shapes = checked.device, checked.shapes
@@ -233,12 +267,10 @@ def run(cfg: BenchConfig) -> Path:
         bandwidth = copy_bandwidth(device)
     print(f"bench: copy bandwidth {bandwidth / 1e9:.0f} GB/s on {device}", flush=True)
     work = cfg.out.parent / f".{cfg.out.stem}-work"
+    if cfg.serve:
+        return run_serve(cfg, device, bandwidth, record, work)
     results: list[dict[str, Any]] = []
-    card = "cpu"
-    if device == "cuda":
-        import torch
-
-        card = torch.cuda.get_device_name()
+    card = card_name(device)
 
     def save(complete: bool) -> None:
         # written after every engine, so a run cut short still leaves what it measured
@@ -251,7 +283,7 @@ def run(cfg: BenchConfig) -> Path:
             "ratios": ratios(results),
             "run": record.data(),
         }
-        write_text_atomic(cfg.out, dump_json(data))
+        write_text_atomic(cfg.out if complete else partial_path(cfg.out), dump_json(data))
 
     extra, extra_env = checked.engine_args, checked.engine_env
     suffix = "".join(f", {k}={json.dumps(v)}" for k, v in extra.items()) + "".join(
@@ -289,7 +321,7 @@ def run(cfg: BenchConfig) -> Path:
                 env = dict(extra_env)
                 if cfg.profile_steps:
                     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-                r = run_worker(spec, work / f"{i}_{base_mode}", env=env)
+                r = run_worker(spec, work / f"{i}_{base_mode}", timeout=cfg.timeout, env=env)
             roofline = bandwidth / need["total"]
             r.update(
                 model_index=i,
@@ -307,5 +339,45 @@ def run(cfg: BenchConfig) -> Path:
             )
             save(complete=False)
     save(complete=True)
-    print(f"bench: -> {cfg.out}")
+    finish(cfg.out, work)
+    return cfg.out
+
+
+def finish(out: Path, work: Path) -> None:
+    import shutil
+
+    partial_path(out).unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"bench: -> {out}")
+
+
+def card_name(device: str) -> str:
+    if device != "cuda":
+        return "cpu"
+    import torch
+
+    return torch.cuda.get_device_name()
+
+
+def run_serve(cfg: BenchConfig, device: str, bandwidth: float, record, work: Path) -> Path:
+    from vlmquant.bench.serve_bench import run_serve_bench
+
+    def save(models: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+        data = {
+            "mode": "serve",
+            "device": device,
+            "card": card_name(device),
+            "copy_bandwidth_bytes_s": bandwidth,
+            "engine_starts": cfg.engine_starts,
+            "complete": extra is not None,
+            "models": models,
+            **(extra or {}),
+            "run": record.data(),
+        }
+        write_text_atomic(cfg.out if extra else partial_path(cfg.out), dump_json(data))
+
+    with record.timed("serve"):
+        result = run_serve_bench(cfg, work, save)
+    save(result["models"], {"image_ttft_ratio": result["image_ttft_ratio"]})
+    finish(cfg.out, work)
     return cfg.out

@@ -284,6 +284,11 @@ def main(argv: list[str]) -> int:
         return 2
     src, out = Path(argv[0]), Path(argv[1])
     data = json.loads(src.read_text())
+    if data.get("mode") == "serve":
+        from vlmquant.bench.serve_render import render as render_serve
+
+        out.write_text(render_serve(data))
+        return 0
     png = out.with_suffix(".png") if has_matrix(data) else None
     if png:
         plot(data, png)

@@ -19,7 +19,8 @@ from vlmquant.engine.args import hide_amx_if_asked, is_cpu_build
 hide_amx_if_asked()  # on import: vLLM's spawned processes re-import this main module
 
 
-def _version_under_installed_name() -> None:
+def answer_version_as_installed() -> None:
+    """Let `importlib.metadata.version("vllm")` answer on the CPU build too."""
     if not is_cpu_build():
         return
     real = importlib.metadata.version
@@ -31,7 +32,7 @@ def _version_under_installed_name() -> None:
 
 
 def main(argv: list[str]) -> int:
-    _version_under_installed_name()
+    answer_version_as_installed()
     from vllm.entrypoints.cli.main import main as vllm_main
 
     sys.argv = ["vllm", *argv]

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# GPU serving benchmark (vlmquant bench --serve) on the Qwen2.5-VL-3B shape (random weights):
+# BF16 vs FP8 LM-only behind `vllm serve`, driven by `vllm bench serve`, 3 engine starts each;
+# writes $OUT/serve-h200.json + serve-h200.md. Long: run it in the background and poll.
+#   usage (GPU host, repo root, after install.sh):  OUT=DIR bash scripts/gpu/serve_3b.sh
+#   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SHAPE=tiny (a CPU smoke test)
+set -uo pipefail
+source scripts/gpu/common.sh
+NEED_VLM=0 ensure_models
+starts="${STARTS:-3}"
+step "serve bench: $base vs $q/fp8_fp8_demo, $starts starts"
+# shellcheck disable=SC2086
+vq bench --serve --model "$base" --model "$q/fp8_fp8_demo" --modes default \
+  --engine-starts "$starts" --concurrency ${CONCURRENCY:-1 16 64 256} \
+  --gpu-memory-utilization 0.85 --out "$out/serve-h200.json" --force
+echo "exit $?"
+cp "$res/environment.txt" "$out/serve-h200.environment.txt"
+python3 -m vlmquant.bench.render "$out/serve-h200.json" "$out/serve-h200.md" && cat "$out/serve-h200.md"
