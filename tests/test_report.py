@@ -51,7 +51,7 @@ def test_every_section_is_there(model_root):
 
 
 def test_numbers_equal_the_json(model_root):
-    from vlmquant.inspect.checkpoint import summarize
+    from vlmquant.checkpoint.headers import summarize
 
     text = (model_root / "reports" / "report-fp8_fp8_demo.md").read_text()
     fid = json.loads((model_root / "runs" / "fp8_fp8_demo" / "fidelity.json").read_text())

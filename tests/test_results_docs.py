@@ -45,6 +45,12 @@ def test_bench_eval_and_infer_pages_match_their_json():
         assert attempts.render(tomllib.loads(spec.read_text()), RESULTS) == page.read_text()
         seen.add(page.name)
     assert seen == {p.name for p in RESULTS.glob("bench-*.md")}, "a bench page without a source"
+    serve_pages = sorted(RESULTS.glob("serve-*.md"))
+    assert serve_pages, "no serving benchmark committed"
+    for page in serve_pages:
+        data = json.loads(page.with_suffix(".json").read_text())
+        assert data["mode"] == "serve" and data["engine_starts"] >= 3, page.name
+        assert bench_render.render_page(data) == page.read_text(), page.name
     for page in sorted(RESULTS.glob("eval-*.md")):
         files = sorted(page.with_suffix("").glob("eval_*.json"))
         assert eval_render.render(_title(page), files) == page.read_text(), page.name

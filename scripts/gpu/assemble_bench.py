@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from vlmquant.bench.bench_stage import ratios
-from vlmquant.quantize.precision import hub_name
+from vlmquant.checkpoint.names import hub_name
 from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer
 
 work, inspect_dir, gbs, source, rev, started, out = sys.argv[1:8]

@@ -3,7 +3,7 @@
 # BF16 vs FP8 LM-only behind `vllm serve`, driven by `vllm bench serve`, 3 engine starts each;
 # writes $OUT/serve-h200.json + serve-h200.md. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh):  OUT=DIR bash scripts/gpu/serve_3b.sh
-#   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SHAPE=tiny (a CPU smoke test)
+#   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SERVE_ARGS (more bench flags), SHAPE=tiny
 set -uo pipefail
 source scripts/gpu/common.sh
 NEED_VLM=0 ensure_models
@@ -12,7 +12,7 @@ step "serve bench: $base vs $q/fp8_fp8_demo, $starts starts"
 # shellcheck disable=SC2086
 vq bench --serve --model "$base" --model "$q/fp8_fp8_demo" --modes default \
   --engine-starts "$starts" --concurrency ${CONCURRENCY:-1 16 64 256} \
-  --gpu-memory-utilization 0.85 --out "$out/serve-h200.json" --force
+  --gpu-memory-utilization 0.85 ${SERVE_ARGS:-} --out "$out/serve-h200.json" --force
 echo "exit $?"
 cp "$res/environment.txt" "$out/serve-h200.environment.txt"
 python3 -m vlmquant.bench.render "$out/serve-h200.json" "$out/serve-h200.md" && cat "$out/serve-h200.md"

@@ -85,7 +85,7 @@ STAGES = [
     ),
     Stage(
         "inspect",
-        "vlmquant.inspect.inspect_stage",
+        "vlmquant.checkpoint.inspect_stage",
         "InspectConfig",
         "size, dtypes and per-module precision of a checkpoint, read from its headers",
     ),
@@ -97,7 +97,7 @@ STAGES = [
     ),
     Stage(
         "check-vllm",
-        "vlmquant.infer.check_vllm",
+        "vlmquant.checkpoint.check_vllm",
         "CheckVllmConfig",
         "check a checkpoint against the installed vLLM's loader rules (no engine)",
     ),

@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlmquant.checkpoint.headers import tensors
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
 from vlmquant.core.runinfo import RunRecord
-from vlmquant.inspect.checkpoint import tensors
 from vlmquant.prompts import drawable
 
 
@@ -184,9 +184,10 @@ class Checked:
 def validate(cfg: BenchConfig) -> Checked:
     if not cfg.model or cfg.out is None:
         raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
+    from vlmquant.checkpoint.contract import check_checkpoint
+
     for m in cfg.model:
-        if not (m / "config.json").is_file():
-            raise BadInput(f"--model {m}: not a Hugging Face checkpoint (no config.json)")
+        check_checkpoint(m, "--model")
     bad = [m for m in cfg.modes if m not in ("default", "eager")]
     if bad or not cfg.modes:
         raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")

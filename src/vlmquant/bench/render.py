@@ -284,16 +284,20 @@ def main(argv: list[str]) -> int:
         return 2
     src, out = Path(argv[0]), Path(argv[1])
     data = json.loads(src.read_text())
+    png = out.with_suffix(".png") if data.get("mode") != "serve" and has_matrix(data) else None
+    if png:
+        plot(data, png)
+    out.write_text(render_page(data, png.name if png else None))
+    return 0
+
+
+def render_page(data: dict[str, Any], png_name: str | None = None) -> str:
+    """An offline or a serving (`mode: serve`) benchmark's page."""
     if data.get("mode") == "serve":
         from vlmquant.bench.serve_render import render as render_serve
 
-        out.write_text(render_serve(data))
-        return 0
-    png = out.with_suffix(".png") if has_matrix(data) else None
-    if png:
-        plot(data, png)
-    out.write_text(render(data, png.name if png else None))
-    return 0
+        return render_serve(data)
+    return render(data, png_name)
 
 
 if __name__ == "__main__":

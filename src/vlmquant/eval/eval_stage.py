@@ -77,11 +77,18 @@ class EvalConfig:
         "backend; skipped with a reason when lm_eval is missing)",
     )
     seed: int = setting(1234, "sampling seed for the held-out captions")
+    expect_quantized: bool = setting(
+        True,
+        "--quantized must be a quantized export (--no-expect-quantized: two BF16 checkpoints, "
+        "e.g. a base against itself)",
+    )
     force: bool = setting(False, "replace an existing output file")
 
 
 def _config(path: Path) -> dict[str, Any]:
-    return json.loads((path / "config.json").read_text())
+    from vlmquant.checkpoint.headers import read_json
+
+    return read_json(path / "config.json")
 
 
 def _vocabulary(path: Path) -> tuple | None:
@@ -89,7 +96,9 @@ def _vocabulary(path: Path) -> tuple | None:
     f = path / "tokenizer.json"
     if not f.is_file():
         return None
-    tok = json.loads(f.read_text())
+    from vlmquant.checkpoint.headers import read_json
+
+    tok = read_json(f)
     return (
         json.dumps(tok.get("model"), sort_keys=True),
         [(t["id"], t["content"]) for t in tok.get("added_tokens", [])],
@@ -107,6 +116,12 @@ def validate(cfg: EvalConfig) -> str:
             f"--base {cfg.base}: a quantized export (hf_quant_config.json); pass the BF16 "
             "checkpoint it was made from as --base (and the export as --quantized)"
         )
+    if cfg.expect_quantized and not (cfg.quantized / "hf_quant_config.json").is_file():
+        raise BadInput(
+            f"--quantized {cfg.quantized}: not a quantized export (no hf_quant_config.json); "
+            "pass the output of `vlmquant quantize`, or --no-expect-quantized to compare two "
+            "BF16 checkpoints"
+        )
     a, b = _config(cfg.base), _config(cfg.quantized)
     checks = {
         "architectures": (a.get("architectures"), b.get("architectures")),
@@ -122,6 +137,10 @@ def validate(cfg: EvalConfig) -> str:
                 f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
                 "checkpoint with its own base"
             )
+    from vlmquant.checkpoint.contract import check_checkpoint
+
+    check_checkpoint(cfg.base, "--base", "bf16")
+    check_checkpoint(cfg.quantized, "--quantized")
     ta, tb = (_vocabulary(p) for p in (cfg.base, cfg.quantized))
     if ta is not None and tb is not None and ta != tb:
         raise BadInput(
@@ -157,7 +176,7 @@ def layer_errors(
     """Weight error from the tensors; activation error of each FP8 linear on BF16 inputs."""
     import torch
 
-    from vlmquant.quantize.precision import hub_name
+    from vlmquant.checkpoint.names import hub_name
 
     base_mods = {hub_name(n): m for n, m in base_model.named_modules()}
     quant_mods = {hub_name(n): m for n, m in quant_model.named_modules()}

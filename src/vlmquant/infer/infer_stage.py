@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vlmquant.checkpoint import check_vllm
+from vlmquant.checkpoint.contract import check_checkpoint
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
@@ -28,7 +30,6 @@ from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.engine.args import engine_kwargs, is_quantized
 from vlmquant.engine.worker import run_worker
-from vlmquant.infer import check_vllm
 from vlmquant.prompts import Prompt, drawable, load_prompts
 
 
@@ -62,12 +63,9 @@ class InferConfig:
 def validate(cfg: InferConfig) -> list[Prompt]:
     if cfg.model is None or cfg.out_dir is None:
         raise BadInput("infer: pass --model DIR and --out-dir DIR (or set them in --recipe)")
-    for flag, path in (("--model", cfg.model), ("--compare", cfg.compare)):
-        if path is not None and not (path / "config.json").is_file():
-            raise BadInput(
-                f"{flag} {path}: not a Hugging Face checkpoint (no config.json); "
-                "pass a checkpoint folder"
-            )
+    check_checkpoint(cfg.model, "--model")
+    if cfg.compare is not None:
+        check_checkpoint(cfg.compare, "--compare")
     if cfg.expect_fp8 and not is_quantized(cfg.model):
         raise BadInput(
             f"--expect-fp8: {cfg.model} has no hf_quant_config.json, so it is not a "

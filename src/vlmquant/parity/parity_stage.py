@@ -25,13 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vlmquant.checkpoint.diff import diff_checkpoints, render_diff
+from vlmquant.checkpoint.headers import read_json
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
-from vlmquant.inspect.checkpoint import read_json
-from vlmquant.inspect.diff import diff_checkpoints, render_diff
 from vlmquant.parity import run_hf_ptq
 from vlmquant.quantize import calibration, qconfig, quantize_stage
 

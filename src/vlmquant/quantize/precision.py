@@ -13,20 +13,14 @@ import fnmatch
 from collections import Counter
 from typing import Any
 
+from vlmquant.checkpoint.names import hub_name
+
 FP8 = "FP8_E4M3"
 BF16 = "BF16"
 
 
 def precision_counts(modules: dict[str, Any]) -> dict[str, int]:
     return dict(Counter(m["precision"] for m in modules.values()))
-
-
-def hub_name(name: str) -> str:
-    """In-memory transformers-5 names -> the names written on disk (hub layout)."""
-    for prefix, repl in (("model.language_model.", "model."), ("model.visual.", "visual.")):
-        if name.startswith(prefix):
-            return repl + name[len(prefix) :]
-    return name
 
 
 def deciding_rule(quantizer_name: str, module, quant_cfg: list[dict[str, Any]]) -> str:
@@ -98,7 +92,7 @@ def reconcile_with_export(pmap: dict[str, Any], checkpoint) -> dict[str, Any]:
     """
     from safetensors import safe_open
 
-    from vlmquant.inspect.checkpoint import tensors
+    from vlmquant.checkpoint.headers import tensors
 
     stored = {t.name: t for t in tensors(checkpoint)}
     scales: dict[str, float] = {}

@@ -24,12 +24,13 @@ import dataclasses
 import random
 from pathlib import Path
 
+from vlmquant.checkpoint.contract import check_checkpoint
+from vlmquant.checkpoint.headers import read_json, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
-from vlmquant.inspect.checkpoint import read_json, summarize
 from vlmquant.quantize import calibration, fused_scales, qconfig
 from vlmquant.quantize.precision import precision_map, reconcile_with_export
 
@@ -96,17 +97,13 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
         raise BadInput(f"--model {cfg.model}: no such folder; pass a Hugging Face checkpoint")
     if not (cfg.model / "config.json").is_file():
         raise BadInput(f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json)")
-    if (cfg.model / "hf_quant_config.json").is_file():
-        raise BadInput(
-            f"--model {cfg.model}: already a quantized export (hf_quant_config.json); pass the "
-            "BF16 checkpoint it was made from"
-        )
     arch = read_json(cfg.model / "config.json").get("architectures") or ["?"]
     if arch[0] not in SUPPORTED_ARCHITECTURES:
         raise BadInput(
             f"--model {cfg.model}: architecture {arch[0]} is not supported; "
             f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
+    check_checkpoint(cfg.model, "--model", "bf16")  # re-quantizing an export destroys it
     for name, value, allowed in (
         ("--qformat", cfg.qformat, qconfig.QFORMATS),
         ("--kv-cache-qformat", cfg.kv_cache_qformat, qconfig.KV_FORMATS),

@@ -18,11 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from vlmquant.checkpoint.headers import summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import write_text_atomic
-from vlmquant.inspect.checkpoint import summarize
 
 SECTIONS = (
     "Models and sizes",
@@ -268,7 +268,7 @@ def compatibility(variant: Path) -> list[str]:
 
     if importlib.util.find_spec("vllm") is None:
         return not_run("vLLM is not importable here.", f"vlmquant check-vllm {variant}")
-    from vlmquant.infer import check_vllm
+    from vlmquant.checkpoint import check_vllm
 
     verdict = check_vllm.check(variant)
     return ["```", check_vllm.render(verdict), "```", ""]

@@ -68,15 +68,13 @@ def extra_flags(cfg: ServeConfig) -> list[str]:
 
 
 def validate(cfg: ServeConfig) -> None:
-    from vlmquant.infer import check_vllm
+    from vlmquant.checkpoint import check_vllm
 
     if cfg.model is None:
         raise BadInput("serve: pass --model DIR (or set it in --recipe)")
-    if not (cfg.model / "config.json").is_file():
-        raise BadInput(
-            f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json); "
-            "pass a checkpoint folder"
-        )
+    from vlmquant.checkpoint.contract import check_checkpoint
+
+    check_checkpoint(cfg.model, "--model")
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
     extra_flags(cfg)

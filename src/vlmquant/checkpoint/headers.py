@@ -40,10 +40,44 @@ def read_json(path: Path) -> Any:
         ) from None
 
 
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
+
+
 def read_header(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(length))
+    """The JSON header of a safetensors file, checked against the file: an empty, truncated or
+    foreign file is bad input naming it."""
+
+    def bad(why: str) -> BadInput:
+        return BadInput(
+            f"{path}: not a complete safetensors file ({why}); restore it from its source or "
+            "rebuild the checkpoint"
+        )
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad(f"{size} bytes")
+            (length,) = struct.unpack("<Q", head)
+            if length > min(size - 8, MAX_HEADER_BYTES):
+                raise bad("its header length points past the end")
+            header = json.loads(f.read(length))
+    except OSError as e:
+        raise BadInput(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a table of tensors")
+    try:
+        end = max(
+            (m["data_offsets"][1] for k, m in header.items() if k != "__metadata__"), default=0
+        )
+    except (TypeError, KeyError, IndexError):
+        raise bad("a tensor entry has no data_offsets") from None
+    if 8 + length + end > size:
+        raise bad(f"its tensors end at byte {8 + length + end:,} of {size:,}: truncated")
+    return header
 
 
 def tensors(checkpoint: Path) -> list[TensorInfo]:

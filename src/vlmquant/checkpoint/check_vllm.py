@@ -27,10 +27,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from vlmquant.checkpoint.headers import tensors
+from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.inspect.checkpoint import tensors
-from vlmquant.quantize.precision import hub_name
 
 KV_SCALES = ("k_scale", "v_scale")
 SHOW = 5  # tensors named per finding

@@ -16,10 +16,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from vlmquant.checkpoint.diff import diff_checkpoints, render_diff
+from vlmquant.checkpoint.headers import summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.inspect.checkpoint import summarize
-from vlmquant.inspect.diff import diff_checkpoints, render_diff
 
 
 @dataclasses.dataclass

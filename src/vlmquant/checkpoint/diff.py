@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlmquant.inspect.checkpoint import read_json, tensors
+from vlmquant.checkpoint.headers import read_json, tensors
 
 CONFIG_FILES = ("hf_quant_config.json", "config.json")
 TEXT_ROWS = 20  # changed tensors listed in the text form (all of them are in --json)

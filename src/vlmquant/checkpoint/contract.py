@@ -1,0 +1,119 @@
+"""What a stage may take as a checkpoint, checked before it uses one.
+
+A checkpoint folder must have a readable config.json, complete safetensors files holding every
+parameter the architecture needs with the right shapes (nothing missing, nothing unexpected
+besides ModelOpt's scale tensors), the tokenizer and processor files, and the quantization
+state the stage needs: `quantize`'s source must be BF16 (re-quantizing an export drops its
+scales and re-quantizes FP8 codes), eval's base too. Each failure is one BadInput line naming
+the file or tensor and the fix. Reads headers and builds the architecture on the meta device:
+no weights are loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, tensors
+from vlmquant.checkpoint.names import hub_name
+from vlmquant.core.errors import BadInput
+
+Want = Literal["bf16", "quantized", "any"]
+FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
+# the processor and tokenizer a Qwen2.5-VL checkpoint needs to run (any one of each group)
+NEEDED_FILES = (
+    ("tokenizer_config.json",),
+    ("tokenizer.json", "vocab.json"),
+    ("preprocessor_config.json", "processor_config.json"),
+)
+
+
+def is_quantized_export(path: Path, config: dict[str, Any]) -> bool:
+    return (path / "hf_quant_config.json").is_file() or "quantization_config" in config
+
+
+def expected_tensors(config_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Parameter and persistent-buffer names (hub layout) -> shape, from the config alone."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    try:
+        config = AutoConfig.from_pretrained(config_dir)
+        with torch.device("meta"):
+            model = AutoModelForImageTextToText.from_config(config)
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise BadInput(
+            f"{config_dir / 'config.json'}: transformers cannot build a model from it "
+            f"({type(e).__name__}: {str(e)[:120]}); restore the checkpoint's config"
+        ) from None
+    return {hub_name(k): tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _tied(config: dict[str, Any]) -> bool:
+    text = config.get("text_config") or {}
+    return bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
+
+
+def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[str, Any]:
+    """Check `path` (given as `flag`) and return its config; raise BadInput on the first
+    problem."""
+    if path is None:
+        raise BadInput(f"{flag}: pass a checkpoint folder")
+    if not (path / "config.json").is_file():
+        raise BadInput(
+            f"{flag} {path}: not a Hugging Face checkpoint (no config.json); pass a checkpoint "
+            "folder"
+        )
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise BadInput(f"{path / 'config.json'}: not a JSON object; restore the config")
+    quantized = is_quantized_export(path, config)
+    if want == "bf16" and quantized:
+        raise BadInput(
+            f"{flag} {path}: a quantized export (hf_quant_config.json / quantization_config); "
+            "pass the BF16 checkpoint it was made from"
+        )
+    if want == "quantized" and not quantized:
+        raise BadInput(
+            f"{flag} {path}: not a quantized export (no hf_quant_config.json); pass the output "
+            "of `vlmquant quantize`"
+        )
+    for group in NEEDED_FILES:
+        if not any((path / f).is_file() for f in group):
+            raise BadInput(
+                f"{flag} {path}: no {' or '.join(group)}; copy the tokenizer and processor files "
+                "from the source checkpoint"
+            )
+    stored = {hub_name(t.name): t for t in tensors(path)}
+    if not quantized:
+        fp8 = [n for n, t in stored.items() if t.dtype in FP8_DTYPES]
+        if fp8:
+            raise BadInput(
+                f"{flag} {path}: {fp8[0]} is stored {stored[fp8[0]].dtype} but the checkpoint "
+                "has no quantization config; restore hf_quant_config.json or re-export"
+            )
+    check_tensors(path, flag, stored, expected_tensors(path), _tied(config))
+    return config
+
+
+def check_tensors(path: Path, flag: str, stored: dict, expected: dict, tied: bool) -> None:
+    missing = [n for n in expected if n not in stored and not (tied and n == "lm_head.weight")]
+    if missing:
+        raise BadInput(
+            f"{flag} {path}: {len(missing)} parameter(s) missing from the safetensors, e.g. "
+            f"{missing[0]}; restore the weights or rebuild the checkpoint"
+        )
+    for name, shape in expected.items():
+        if name in stored and stored[name].shape != shape:
+            raise BadInput(
+                f"{flag} {path}: tensor {name} has shape {list(stored[name].shape)} but the "
+                f"config needs {list(shape)}; the weights do not match config.json"
+            )
+    unexpected = [
+        n for n in stored if n not in expected and n.rsplit(".", 1)[-1] not in SCALE_SUFFIXES
+    ]
+    if unexpected:
+        raise BadInput(
+            f"{flag} {path}: {len(unexpected)} tensor(s) the architecture does not have, e.g. "
+            f"{unexpected[0]}; the weights belong to another model or config"
+        )

@@ -1,1 +1,0 @@
-"""Checkpoint inspection from safetensors headers (no weights loaded)."""

@@ -1,0 +1,167 @@
+"""Careless and hostile inputs, stage by stage: each is exit 2 with one line that names the
+input, no traceback, nothing written at the output path and the input unchanged.
+
+One broken copy of the tiny model per case (a few MB each); every stage refuses before it
+loads a model, so the whole file runs in seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(folder).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _weights(d: Path) -> Path:
+    return d / "model.safetensors"
+
+
+def zero_bytes(d: Path) -> str:
+    _weights(d).write_bytes(b"")
+    return "not a complete safetensors file (0 bytes)"
+
+
+def truncated(d: Path) -> str:
+    data = _weights(d).read_bytes()
+    _weights(d).write_bytes(data[: len(data) // 2])
+    return "truncated"
+
+
+def random_bytes(d: Path) -> str:
+    _weights(d).write_bytes(os.urandom(4096))
+    return "not a complete safetensors file"
+
+
+def config_not_json(d: Path) -> str:
+    (d / "config.json").write_text("{ this is not json")
+    return "config.json: not a readable JSON file"
+
+
+def missing_tensor(d: Path) -> str:
+    state = load_file(_weights(d))
+    name = next(k for k in state if k.endswith("mlp.down_proj.weight"))
+    del state[name]
+    save_file(state, _weights(d), metadata={"format": "pt"})
+    return "parameter(s) missing from the safetensors"
+
+
+def wrong_shape(d: Path) -> str:
+    state = load_file(_weights(d))
+    name = next(k for k in state if k.endswith("self_attn.o_proj.weight"))
+    state[name] = state[name][:, :-1].contiguous()
+    save_file(state, _weights(d), metadata={"format": "pt"})
+    return f"tensor {name} has shape"
+
+
+def foreign_tensor(d: Path) -> str:
+    state = load_file(_weights(d))
+    state["model.layers.0.mlp.extra_proj.weight"] = torch.zeros(4, 4, dtype=torch.bfloat16)
+    save_file(state, _weights(d), metadata={"format": "pt"})
+    return "the architecture does not have, e.g. model.layers.0.mlp.extra_proj.weight"
+
+
+def no_tokenizer(d: Path) -> str:
+    (d / "tokenizer.json").unlink()
+    return "no tokenizer.json or vocab.json"
+
+
+def fp8_without_config(d: Path) -> str:
+    state = load_file(_weights(d))
+    name = next(k for k in state if k.endswith("mlp.up_proj.weight"))
+    state[name] = state[name].to(torch.float8_e4m3fn)
+    save_file(state, _weights(d), metadata={"format": "pt"})
+    return "no quantization config"
+
+
+BREAKS = [
+    zero_bytes,
+    truncated,
+    random_bytes,
+    config_not_json,
+    missing_tensor,
+    wrong_shape,
+    foreign_tensor,
+    no_tokenizer,
+    fp8_without_config,
+]
+
+
+@pytest.fixture(scope="module")
+def broken(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("broken")
+    made = {}
+    for brk in BREAKS:
+        d = root / brk.__name__
+        shutil.copytree(tiny_model, d)
+        made[brk.__name__] = (d, brk(d), folder_digest(d))
+    return made
+
+
+def stage_args(stage: str, model: Path, out: Path, demo_calib: Path, good: Path) -> list:
+    return {
+        "quantize": ["quantize", "--model", model, "--calib", demo_calib, "--out", out],
+        "eval-base": ["eval", "--base", model, "--quantized", good, "--out", out, "--no-vllm"],
+        "infer": ["infer", "--model", model, "--out-dir", out],
+        "bench": ["bench", "--model", model, "--out", out],
+        "serve": ["serve", "--model", model, "--print-command"],
+    }[stage]
+
+
+@pytest.mark.parametrize("stage", ["quantize", "eval-base", "infer", "bench", "serve"])
+@pytest.mark.parametrize("case", [b.__name__ for b in BREAKS])
+def test_a_broken_checkpoint_is_one_line_exit_2(
+    broken, stage, case, demo_calib, quantized, cli, capsys, tmp_path
+):
+    good = quantized()
+    capsys.readouterr()  # the fixtures' own output
+    model, message, digest = broken[case]
+    out = tmp_path / "out.json"
+    code, err = cli(*stage_args(stage, model, out, demo_calib, good))
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert folder_digest(model) == digest  # the input is untouched
+
+
+def test_quantize_refuses_an_export_and_eval_a_bf16_quantized(
+    quantized, tiny_model, demo_calib, cli, tmp_path
+):
+    export, digest = quantized(), folder_digest(quantized())
+    code, err = cli("quantize", "--model", export, "--calib", demo_calib, "--out", tmp_path / "q")
+    assert code == 2 and "a quantized export" in err and folder_digest(export) == digest
+    code, err = cli(
+        "eval",
+        "--base",
+        tiny_model,
+        "--quantized",
+        tiny_model,
+        "--out",
+        tmp_path / "e.json",
+        "--no-vllm",
+    )
+    assert code == 2 and "--no-expect-quantized" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_force_keeps_the_old_result_when_the_new_run_is_bad(tiny_model, cli, tmp_path):
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"old": True}))
+    code, err = cli("bench", "--model", tiny_model, "--out", out, "--force", "--modes", "nope")
+    assert code == 2 and json.loads(out.read_text()) == {"old": True}
+    code, err = cli("bench", "--serve", "--model", tiny_model, "--out", out, "--force")
+    assert code == 2 and "contains 'serve'" in err and json.loads(out.read_text()) == {"old": True}
