@@ -101,3 +101,30 @@ def test_recipe_tables_types_and_choices_are_checked(cli, tmp_path):
     binary.write_bytes(b"\xff\xfe[calib]")
     code, err = cli("calib", "--recipe", binary)
     assert code == 2 and "not UTF-8" in err
+
+
+def test_print_config_is_a_recipe_that_gives_the_same_settings(tmp_path, capsys):
+    import tomllib
+
+    from vlmquant.cli import main
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[eval]\nmax_samples = 5\nkernels = "cpu"\n')
+    assert main(["eval", "--recipe", str(recipe), "--seq-len", "64", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    table = tomllib.loads(printed)["eval"]
+    assert (table["max_samples"], table["kernels"], table["seq_len"]) == (5, "cpu", 64)
+    again = tmp_path / "again.toml"
+    again.write_text(printed)
+    assert main(["eval", "--recipe", str(again), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+
+
+def test_help_shows_the_allowed_values(capsys):
+    import pytest
+
+    from vlmquant.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "--kernels {auto,cuda,cpu,modelopt}" in capsys.readouterr().out

@@ -165,3 +165,23 @@ def test_bench_force_keeps_the_old_result_when_the_new_run_is_bad(tiny_model, cl
     assert code == 2 and json.loads(out.read_text()) == {"old": True}
     code, err = cli("bench", "--serve", "--model", tiny_model, "--out", out, "--force")
     assert code == 2 and "contains 'serve'" in err and json.loads(out.read_text()) == {"old": True}
+
+
+def test_a_second_run_on_a_busy_output_fails_fast_and_a_stale_lock_is_taken_over(cli, tmp_path):
+    import subprocess
+
+    out = tmp_path / "tiny"
+    other = subprocess.Popen(["sleep", "60"])  # stands in for a live run writing `out`
+    try:
+        (tmp_path / ".tiny.lock").write_text(str(other.pid))
+        theirs = tmp_path / ".tiny.tmp-theirs"
+        theirs.mkdir()
+        code, err = cli("make-tiny", "--out", out)
+        assert code == 2 and f"another run (pid {other.pid})" in err
+        assert theirs.is_dir() and not out.exists()  # the live run's temp folder is kept
+    finally:
+        other.kill()
+        other.wait()
+    code, err = cli("make-tiny", "--out", out)  # its process is gone: the lock is stale
+    assert code == 0, err
+    assert out.is_dir() and not list(tmp_path.glob(".tiny.*"))

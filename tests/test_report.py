@@ -114,3 +114,26 @@ def test_performance_section_reads_the_bench_json_goals_included():
     assert f"| {key} | single-stream decode tok/s | >= 1.5x | {measured:.2f}x |" in text
     fp8 = bench["results"][1]
     assert f"{100 * fp8['roofline_fraction']:.0f}% |" in text and "Speed goals:" in text
+
+
+def test_performance_section_shows_only_its_variant_and_the_baseline():
+    """One bench.json with two variants: `fp8_fp8_demo`'s section must not show (or take the
+    ratio line of) `fp8_fp8_demo_vlm`, whose name starts with it."""
+    import copy
+    from pathlib import Path
+
+    from vlmquant.report.report_stage import performance
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench-3b-h200.json"
+    bench = json.loads(src.read_text())
+    vlm = copy.deepcopy(bench["results"][1])
+    vlm["model"] = vlm["model"] + "_vlm"
+    vlm["single_stream"]["tok_s"] = 1.0
+    bench["results"].append(vlm)
+    (key,) = bench["ratios"]
+    bench["ratios"][key.replace("fp8_fp8_demo", "fp8_fp8_demo_vlm", 1)] = {
+        "single_stream_tok_s": 0.001
+    }
+    text = "\n".join(performance(bench, "fp8_fp8_demo"))
+    assert "fp8_fp8_demo_vlm" not in text and "0.00x" not in text
+    assert "| fp8_fp8_demo [" in text and "Speed goals:" in text

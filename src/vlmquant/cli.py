@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help=f"TOML recipe; its [{stage.name}] table fills unset flags",
         )
+        p.add_argument(
+            "--print-config",
+            action="store_true",
+            help="print the merged settings (defaults < recipe < flags) as TOML and exit",
+        )
         cfgmod.add_arguments(p, settings)
         p.set_defaults(_stage=stage, _module=module, _settings=settings)
     return parser
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = {
         k: v
         for k, v in vars(args).items()
-        if not k.startswith("_") and k not in ("stage", "recipe")
+        if not k.startswith("_") and k not in ("stage", "recipe", "print_config")
     }
     try:
         tables = {s.name for s in STAGES}
@@ -156,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             args._module.run(settings, recipe, args.recipe)
         else:
             settings = cfgmod.build(args._settings, recipe, cli, stage.name)
+            if args.print_config:
+                print(cfgmod.to_toml(stage.name, settings), end="")
+                return 0
             args._module.run(settings)
     except BadInput as e:
         print(f"vlmquant {stage.name}: error: {e}", file=sys.stderr)

@@ -76,7 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs["type"] = tp
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]
-        kwargs["metavar"] = field.metadata.get("metavar", _METAVARS.get(tp, "VALUE"))
+        shown = (
+            "{" + ",".join(map(str, field.metadata["choices"])) + "}"
+            if "choices" in kwargs
+            else None
+        )
+        kwargs["metavar"] = field.metadata.get("metavar") or shown or _METAVARS.get(tp, "VALUE")
         parser.add_argument(*names, **kwargs)
 
 
@@ -158,6 +163,30 @@ def _check_recipe_type(section: str, key: str, value: Any, hint: Any) -> None:
         return
     if not ok:
         raise BadInput(f"recipe [{section}] {key} = {value!r}: must be {want}; fix the recipe")
+
+
+def to_toml(section: str, settings: Any) -> str:
+    """A stage's merged settings as the recipe table that would give them (`--print-config`);
+    unset (None) settings are written as comments, since TOML has no null."""
+    lines = [f"[{section}]"]
+    for key, value in to_jsonable(settings).items():
+        if value is None:
+            lines.append(f"# {key} = (unset)")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
 
 
 def to_jsonable(obj: Any) -> Any:

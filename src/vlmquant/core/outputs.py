@@ -39,17 +39,67 @@ def check_apart(out: Path, inputs: dict[str, Path | None], may_sit_inside: tuple
             )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(final: Path) -> Iterator[None]:
+    """`.<name>.lock` beside `final`, holding our pid: a second run on the same output fails
+    fast instead of deleting the first one's temporary folder. A lock whose process is gone
+    (killed) is taken over."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock = final.with_name(f".{final.name}.lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise BadInput(
+                    f"output {final}: another run (pid {pid}) is writing it; wait for it to "
+                    "finish or choose another output path"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`.
 
     On any error the temporary folder is removed and `final` is untouched. A process killed
-    midway leaves only a `.<name>.tmp-*` folder, which the next run ignores and clears.
+    midway leaves only a `.<name>.tmp-*` folder, which the next run clears; a run on an output
+    another live run is writing is bad input (see `output_lock`).
     """
-    check_output(final, force)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    with output_lock(final):
+        check_output(final, force)
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        with _replacing(final) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _replacing(final: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:

@@ -233,7 +233,19 @@ def fidelity(fid: dict[str, Any], png_name: str) -> list[str]:
     return lines
 
 
+def for_variant(bench: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The part of a bench.json about `variant` and its baseline (one file may hold several
+    variants; `x_vlm` is not `x`)."""
+    base = {Path(r["model"]).name for r in bench["results"] if r["model_index"] == 0}
+    return {
+        **bench,
+        "results": [r for r in bench["results"] if Path(r["model"]).name in base | {variant}],
+        "ratios": {k: v for k, v in bench["ratios"].items() if k.split(" / ", 1)[0] == variant},
+    }
+
+
 def performance(bench: dict[str, Any], variant: str) -> list[str]:
+    bench = for_variant(bench, variant)
     lines = [
         f"On {bench['card']}:",
         "",
@@ -247,16 +259,15 @@ def performance(bench: dict[str, Any], variant: str) -> list[str]:
             f"| {r['kv_cache_tokens']} |"
         )
     for key, entry in bench["ratios"].items():
-        if key.startswith(variant):
-            lines.append("")
-            lines.append(
-                f"{key}: single stream {entry['single_stream_tok_s']:.2f}x"
-                + (
-                    f", KV capacity {entry['kv_cache_tokens']:.2f}x"
-                    if "kv_cache_tokens" in entry
-                    else ""
-                )
+        lines.append("")
+        lines.append(
+            f"{key}: single stream {entry['single_stream_tok_s']:.2f}x"
+            + (
+                f", KV capacity {entry['kv_cache_tokens']:.2f}x"
+                if "kv_cache_tokens" in entry
+                else ""
             )
+        )
     from vlmquant.bench.render import goal_table
 
     goals = goal_table(bench)
