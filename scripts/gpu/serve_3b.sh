@@ -2,10 +2,19 @@
 # GPU serving benchmark (vlmquant bench --serve) on the Qwen2.5-VL-3B shape (random weights):
 # BF16 vs FP8 LM-only behind `vllm serve`, driven by `vllm bench serve`, 3 engine starts each;
 # writes $OUT/serve-h200.json + serve-h200.md. Long: run it in the background and poll.
-#   usage (GPU host, repo root, after install.sh):  OUT=DIR bash scripts/gpu/serve_3b.sh
+#   usage (GPU host, repo root, after install.sh, with .gpuhost/w2 carried from
+#   scripts/gpu/stage_server_wheels.sh):  OUT=DIR bash scripts/gpu/serve_3b.sh
 #   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SERVE_ARGS (more bench flags), SHAPE=tiny
 set -uo pipefail
 source scripts/gpu/common.sh
+if [ -d .gpuhost/w2 ] && [ ! -d /tmp/site2 ]; then  # the server's dependencies
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 .gpuhost/w2/*.whl
+fi
+export PYTHONPATH="$PYTHONPATH:/tmp/site2"
+python3 -c "import uvicorn, vllm.entrypoints.openai.api_server, vllm.benchmarks.serve" || {
+  echo "vLLM's server does not import: stage .gpuhost/w2 (scripts/gpu/stage_server_wheels.sh)"
+  exit 2
+}
 NEED_VLM=0 ensure_models
 starts="${STARTS:-3}"
 step "serve bench: $base vs $q/fp8_fp8_demo, $starts starts"
