@@ -185,3 +185,14 @@ def test_a_second_run_on_a_busy_output_fails_fast_and_a_stale_lock_is_taken_over
     code, err = cli("make-tiny", "--out", out)  # its process is gone: the lock is stale
     assert code == 0, err
     assert out.is_dir() and not list(tmp_path.glob(".tiny.*"))
+
+
+def test_a_prompt_image_that_is_not_an_image_is_found_before_any_engine(tiny_model, cli, tmp_path):
+    fake = tmp_path / "photo.png"
+    fake.write_text("not a picture")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"text": "What is this?", "image": str(fake)}) + "\n")
+    out = tmp_path / "samples"
+    code, err = cli("infer", "--model", tiny_model, "--prompts", prompts, "--out-dir", out)
+    assert code == 2 and "photo.png is not a readable image" in err and "line 1" in err
+    assert not out.exists()

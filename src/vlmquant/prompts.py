@@ -73,6 +73,21 @@ def load_image(ref: str, size: int = 112):
     return Image.open(ref).convert("RGB")
 
 
+def check_image_file(path: Path, where: str) -> None:
+    """An image file must decode (a text file named .png is found here, not after an engine
+    start)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise BadInput(
+            f"{where}: image {path} is not a readable image ({type(e).__name__}); pass a "
+            "PNG or JPEG file"
+        ) from None
+
+
 def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
     prompts = []
     for n, line in enumerate(lines, 1):
@@ -95,6 +110,8 @@ def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
                 f"{source} line {n}: image {image!r} is neither a drawable name "
                 "(e.g. red_circle) nor an existing file"
             )
+        if image is not None and not drawable(image):
+            check_image_file(Path(image), f"{source} line {n}")
         prompts.append(Prompt(obj["text"], image))
     if not prompts:
         raise BadInput(f'{source}: no prompts; add jsonl lines with a "text" field')
