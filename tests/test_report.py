@@ -137,3 +137,15 @@ def test_performance_section_shows_only_its_variant_and_the_baseline():
     text = "\n".join(performance(bench, "fp8_fp8_demo"))
     assert "fp8_fp8_demo_vlm" not in text and "0.00x" not in text
     assert "| fp8_fp8_demo [" in text and "Speed goals:" in text
+
+
+def test_an_unwritable_index_writes_nothing(model_root, tmp_path, cli):
+    """The index path is checked before any page is written; the earlier reports stay."""
+    reports = model_root / "reports"
+    before = {p.name: p.read_bytes() for p in reports.iterdir()}
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, err = cli("report", "--model-root", model_root, "--index", blocker / "index.md")
+    assert code == 2 and "cannot be written" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in reports.iterdir()} == before
+    assert not list(model_root.glob(".report-staging-*"))

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -294,8 +297,15 @@ def reproduce(runs: list[dict[str, Any] | None]) -> list[str]:
 
 
 def render_variant(
-    root: Path, base: Path | None, variant: Path, report_dir: Path, do_check: bool
+    root: Path,
+    base: Path | None,
+    variant: Path,
+    report_dir: Path,
+    do_check: bool,
+    plot_dir: Path | None = None,
 ) -> tuple[str, dict[str, Any]]:
+    """The variant's page (links relative to `report_dir`) and its index row; its plot is
+    written to `plot_dir` (default `report_dir`)."""
     name = variant.name
     run = _load(variant / "run.json")
     pmap = _load(variant / "precision_map.json")
@@ -321,7 +331,7 @@ def render_variant(
         )
     )
     if fid:
-        layer_plot(fid, report_dir / png)
+        layer_plot(fid, (plot_dir or report_dir) / png)
         out["Fidelity"] = fidelity(fid, png)
     else:
         out["Fidelity"] = not_run(
@@ -382,19 +392,46 @@ def run(cfg: ReportConfig) -> Path:
         raise BadInput(f"--model-root {root}: no finished quantized variant (run.json) in it")
     bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
     report_dir = root / "reports"
-    report_dir.mkdir(parents=True, exist_ok=True)
     index_path = cfg.index or root.parent.parent / "reports" / "index.md"
-    rows = []
-    for variant in variants:
-        text, head = render_variant(
-            root, bases[0] if bases else None, variant, report_dir, cfg.check_vllm
-        )
-        path = report_dir / f"report-{variant.name}.md"
+    for folder in (report_dir, index_path.parent):  # before anything is written
+        writable_folder(folder)
+    # everything is rendered first (plots into a staging folder), then written: a failure
+    # midway leaves the previous reports as they were
+    staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=root))
+    try:
+        rows, pages = [], {}
+        for variant in variants:
+            text, head = render_variant(
+                root, bases[0] if bases else None, variant, report_dir, cfg.check_vllm, staging
+            )
+            path = report_dir / f"report-{variant.name}.md"
+            pages[path] = text
+            rows.append((variant.name, path, head))
+        index_text = index_markdown(root, rows, index_path)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        for png in staging.iterdir():
+            os.replace(png, report_dir / png.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for path, text in pages.items():
         write_text_atomic(path, text)
-        rows.append((variant.name, path, head))
         print(f"report: {path}")
     index_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(index_path, index_text)
+    print(f"report: {index_path}")
+    return report_dir
 
+
+def writable_folder(folder: Path) -> None:
+    """`folder` exists and is writable, or can be made: else bad input naming it."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise BadInput(f"{folder}: cannot be written (check {probe}); pass another output path")
+
+
+def index_markdown(root: Path, rows: list, index_path: Path) -> str:
     def fmt(v: Any, spec: str) -> str:
         return "—" if v is None else format(v, spec)
 
@@ -414,6 +451,4 @@ def run(cfg: ReportConfig) -> Path:
             f"| {fmt(h['top1'], '.3f')} | {fmt(h['speedup'], '.2f')} "
             f"| [{path.name}]({_relpath(path, index_path.parent)}) |"
         )
-    write_text_atomic(index_path, "\n".join(lines) + "\n")
-    print(f"report: {index_path}")
-    return report_dir
+    return "\n".join(lines) + "\n"
