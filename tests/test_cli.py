@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from vlmquant.cli import STAGES
+from vlmquant.stages import STAGES
 
 
 def test_python_m_vlmquant_help_lists_stages():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmquant.cli import STAGES
+from vlmquant.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 PIXI = tomllib.loads((ROOT / "pixi.toml").read_text())

@@ -39,7 +39,7 @@ class PipelineConfig:
 
 
 def _stage(name: str):
-    from vlmquant.cli import STAGES
+    from vlmquant.stages import STAGES
 
     spec = next(s for s in STAGES if s.name == name)
     module = importlib.import_module(spec.module)
