@@ -113,3 +113,28 @@ def test_sigkill_mid_run_leaves_nothing_and_rerun_works(args, tmp_path, cli):
     assert cli("quantize", *flat(args))[0] == 0
     assert (out / "model.safetensors").is_file() and (out / "run.json").is_file()
     assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_library_output_goes_to_the_log_unless_verbose(tiny_model, demo_calib, tmp_path, capsys):
+    """ModelOpt's prints (quant_cfg dump, "Inserted N quantizers"), progress bars and warnings
+    land in OUT.quantize.log beside the checkpoint; -v shows them on the terminal."""
+    from vlmquant.cli import main
+
+    base = ["quantize", "--model", str(tiny_model), "--calib", str(demo_calib)]
+    base += ["--calib-size", "16"]
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "quiet")]) == 0
+    quiet = capsys.readouterr()
+    log = (tmp_path / "quiet.quantize.log").read_text()
+    assert "Inserted" in log and "quant_cfg" in log
+    assert "Inserted" not in quiet.out + quiet.err and "quant_cfg" not in quiet.out + quiet.err
+    assert quiet.out.strip().splitlines()[-1].startswith("quantize: FP8")
+    assert not (tmp_path / "quiet" / "quiet.quantize.log").exists()  # not in the checkpoint
+    try:
+        assert main([*base, "--out", str(tmp_path / "loud"), "-v"]) == 0
+    finally:
+        import os
+
+        os.environ.pop("VLMQUANT_VERBOSE", None)
+    loud = capsys.readouterr()
+    assert "Inserted" in loud.out + loud.err and not (tmp_path / "loud.quantize.log").exists()

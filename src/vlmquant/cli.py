@@ -17,6 +17,7 @@ from pathlib import Path
 from vlmquant import __version__
 from vlmquant.core import config as cfgmod
 from vlmquant.core.errors import BadInput
+from vlmquant.core.quiet import VERBOSE_ENV
 from vlmquant.stages import STAGES, Stage
 
 
@@ -47,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"TOML recipe; its [{stage.name}] table fills unset flags",
         )
         p.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help="show what libraries print (ModelOpt, transformers, warnings) on the terminal",
+        )
+        p.add_argument(
             "--print-config",
             action="store_true",
             help="print the merged settings (defaults < recipe < flags) as TOML and exit",
@@ -62,10 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stage: Stage = args._stage
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     cli = {
         k: v
         for k, v in vars(args).items()
-        if not k.startswith("_") and k not in ("stage", "recipe", "print_config")
+        if not k.startswith("_") and k not in ("stage", "recipe", "print_config", "verbose")
     }
     try:
         tables = {s.name for s in STAGES}

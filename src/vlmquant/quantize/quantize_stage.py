@@ -30,6 +30,7 @@ from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
+from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.quantize import calibration, fused_scales, qconfig
 from vlmquant.quantize.precision import precision_map, reconcile_with_export
@@ -188,7 +189,9 @@ def run(cfg: QuantizeConfig) -> Path:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    with atomic_dir(out, cfg.force) as tmp:
+    log = out.with_name(f"{out.name}.quantize.log")  # beside the checkpoint, not in it
+    log.unlink(missing_ok=True)
+    with atomic_dir(out, cfg.force) as tmp, library_output(log):
         with record.timed("load"):
             model = AutoModelForImageTextToText.from_pretrained(
                 cfg.model, dtype=torch.bfloat16, device_map=device
@@ -259,5 +262,6 @@ def run(cfg: QuantizeConfig) -> Path:
     print(
         f"quantize: {summary['format']}, {summary['safetensors_gib']:.3f} GiB, "
         f"{pmap['counts'].get('FP8_E4M3', 0)} FP8 modules -> {out}"
+        + ("" if verbose() else f" (library output: {log})")
     )
     return out
