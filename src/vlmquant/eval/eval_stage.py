@@ -31,6 +31,7 @@ from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
+from vlmquant.core.quiet import library_output
 from vlmquant.core.runinfo import RunRecord
 
 WORST = 10
@@ -300,7 +301,10 @@ def run(cfg: EvalConfig) -> Path:
     samples = data.build_eval_set(
         cfg.calib, cfg.max_samples, cfg.image_samples, cfg.seed, cfg.text, cfg.text_with_builtin
     )
-    with record.timed("load"):
+    # transformers' load reports (every scale tensor "UNEXPECTED") and ModelOpt's banners go to
+    # OUT.eval.log beside the result; -v shows them
+    log = cfg.out.with_name(f"{cfg.out.stem}.eval.log")
+    with record.timed("load"), library_output(log):
         processor = AutoProcessor.from_pretrained(cfg.base)
         kernels = resolve_kernels(cfg.kernels)
         # the base gets the same engine arithmetic, so the two differ by quantization only
