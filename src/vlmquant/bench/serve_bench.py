@@ -13,7 +13,6 @@ image TTFT divided by each other model's (>1: faster than the baseline).
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import sys
 from pathlib import Path
@@ -33,12 +32,6 @@ SUMMARY_METRICS = (
     "p99_itl_ms",
 )
 SERVED_NAME = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def plan(cfg, model: Path, port: int, results: Path, seed: int) -> list[dict[str, Any]]:
@@ -75,7 +68,7 @@ def one_start(cfg, model: Path, mode: str, work: Path, seed: int) -> dict[str, A
     import subprocess
 
     work.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = server.free_port()
     kwargs = engine_kwargs(
         model,
         max_model_len=cfg.max_model_len,

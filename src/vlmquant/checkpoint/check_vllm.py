@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.checkpoint.headers import tensors
+from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
@@ -79,13 +80,7 @@ def _model_cls_fallback(arch: str):
 
 def architecture_modules(checkpoint: Path) -> dict[str, str]:
     """Module name (hub layout) -> class name, from the config on the meta device."""
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
-    config = AutoConfig.from_pretrained(checkpoint)
-    with torch.device("meta"):
-        model = AutoModelForImageTextToText.from_config(config)
-    return {hub_name(n): type(m).__name__ for n, m in model.named_modules() if n}
+    return {hub_name(n): type(m).__name__ for n, m in meta_model(checkpoint).named_modules() if n}
 
 
 def quant_decider(checkpoint: Path, model_cls):

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, tensors
+from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.errors import BadInput
+from vlmquant.engine.args import is_quantized
 
 Want = Literal["bf16", "quantized", "any"]
 FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
@@ -29,18 +31,15 @@ NEEDED_FILES = (
 
 
 def is_quantized_export(path: Path, config: dict[str, Any]) -> bool:
-    return (path / "hf_quant_config.json").is_file() or "quantization_config" in config
+    """A ModelOpt export (what vLLM loads with quantization="modelopt"), or any checkpoint
+    whose config carries a quantization_config."""
+    return is_quantized(path) or "quantization_config" in config
 
 
 def expected_tensors(config_dir: Path) -> dict[str, tuple[int, ...]]:
     """Parameter and persistent-buffer names (hub layout) -> shape, from the config alone."""
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
     try:
-        config = AutoConfig.from_pretrained(config_dir)
-        with torch.device("meta"):
-            model = AutoModelForImageTextToText.from_config(config)
+        model = meta_model(config_dir)
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise BadInput(
             f"{config_dir / 'config.json'}: transformers cannot build a model from it "
@@ -54,9 +53,8 @@ def _tied(config: dict[str, Any]) -> bool:
     return bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
 
 
-def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[str, Any]:
-    """Check `path` (given as `flag`) and return its config; raise BadInput on the first
-    problem."""
+def read_config(path: Path | None, flag: str) -> dict[str, Any]:
+    """`path`'s config.json as a dict; a missing folder, file or malformed JSON is bad input."""
     if path is None:
         raise BadInput(f"{flag}: pass a checkpoint folder")
     if not (path / "config.json").is_file():
@@ -67,6 +65,14 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
     config = read_json(path / "config.json")
     if not isinstance(config, dict):
         raise BadInput(f"{path / 'config.json'}: not a JSON object; restore the config")
+    return config
+
+
+def check_quantization(
+    path: Path, flag: str, config: dict[str, Any], want: Want, fix: str | None = None
+) -> bool:
+    """Whether `path` is a quantized export; bad input when that is not what `want` asks.
+    `fix` replaces the default advice for a BF16 checkpoint where an export was wanted."""
     quantized = is_quantized_export(path, config)
     if want == "bf16" and quantized:
         raise BadInput(
@@ -75,9 +81,17 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
         )
     if want == "quantized" and not quantized:
         raise BadInput(
-            f"{flag} {path}: not a quantized export (no hf_quant_config.json); pass the output "
-            "of `vlmquant quantize`"
+            f"{flag} {path}: not a quantized export (no hf_quant_config.json); "
+            + (fix or "pass the output of `vlmquant quantize`")
         )
+    return quantized
+
+
+def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[str, Any]:
+    """Check `path` (given as `flag`) and return its config; raise BadInput on the first
+    problem."""
+    config = read_config(path, flag)
+    quantized = check_quantization(path, flag, config, want)
     for group in NEEDED_FILES:
         if not any((path / f).is_file() for f in group):
             raise BadInput(

@@ -48,6 +48,13 @@ def shown_command(args: list[str]) -> str:
     return f"{program} {shlex.join(args)}"
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +78,8 @@ def start(args: list[str], log=None, env: dict[str, str] | None = None) -> subpr
 
 
 def wait_ready(proc: subprocess.Popen, base_url: str, timeout: float) -> float:
-    """Seconds until GET /v1/models answers 200; raises if the server exits or times out."""
+    """Seconds until GET /v1/models answers 200; raises if the server exits or times out (the
+    caller stops it)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
@@ -83,7 +91,6 @@ def wait_ready(proc: subprocess.Popen, base_url: str, timeout: float) -> float:
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             pass
         time.sleep(1.0)
-    stop_group(proc)
     raise RuntimeError(f"vLLM server did not answer {base_url} within {timeout:.0f} s")
 
 

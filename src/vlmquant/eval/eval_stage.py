@@ -86,12 +86,6 @@ class EvalConfig:
     force: bool = setting(False, "replace an existing output file")
 
 
-def _config(path: Path) -> dict[str, Any]:
-    from vlmquant.checkpoint.headers import read_json
-
-    return read_json(path / "config.json")
-
-
 def _vocabulary(path: Path) -> tuple | None:
     """What decides token ids: the BPE model and the added tokens (not padding settings)."""
     f = path / "tokenizer.json"
@@ -109,21 +103,22 @@ def _vocabulary(path: Path) -> tuple | None:
 def validate(cfg: EvalConfig) -> str:
     if cfg.base is None or cfg.quantized is None or cfg.out is None:
         raise BadInput("eval: pass --base DIR, --quantized DIR and --out FILE.json")
-    for flag, path in (("--base", cfg.base), ("--quantized", cfg.quantized)):
-        if not (path / "config.json").is_file():
-            raise BadInput(f"{flag} {path}: not a Hugging Face checkpoint (no config.json)")
-    if (cfg.base / "hf_quant_config.json").is_file():
-        raise BadInput(
-            f"--base {cfg.base}: a quantized export (hf_quant_config.json); pass the BF16 "
-            "checkpoint it was made from as --base (and the export as --quantized)"
+    from vlmquant.checkpoint import contract
+
+    a, b = (
+        contract.read_config(cfg.base, "--base"),
+        contract.read_config(cfg.quantized, "--quantized"),
+    )
+    contract.check_quantization(cfg.base, "--base", a, "bf16")
+    if cfg.expect_quantized:
+        contract.check_quantization(
+            cfg.quantized,
+            "--quantized",
+            b,
+            "quantized",
+            fix="pass the output of `vlmquant quantize`, or --no-expect-quantized to compare two "
+            "BF16 checkpoints",
         )
-    if cfg.expect_quantized and not (cfg.quantized / "hf_quant_config.json").is_file():
-        raise BadInput(
-            f"--quantized {cfg.quantized}: not a quantized export (no hf_quant_config.json); "
-            "pass the output of `vlmquant quantize`, or --no-expect-quantized to compare two "
-            "BF16 checkpoints"
-        )
-    a, b = _config(cfg.base), _config(cfg.quantized)
     checks = {
         "architectures": (a.get("architectures"), b.get("architectures")),
         "text_config.vocab_size": (a["text_config"]["vocab_size"], b["text_config"]["vocab_size"]),
@@ -138,10 +133,8 @@ def validate(cfg: EvalConfig) -> str:
                 f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
                 "checkpoint with its own base"
             )
-    from vlmquant.checkpoint.contract import check_checkpoint
-
-    check_checkpoint(cfg.base, "--base", "bf16")
-    check_checkpoint(cfg.quantized, "--quantized")
+    contract.check_checkpoint(cfg.base, "--base", "bf16")
+    contract.check_checkpoint(cfg.quantized, "--quantized")
     ta, tb = (_vocabulary(p) for p in (cfg.base, cfg.quantized))
     if ta is not None and tb is not None and ta != tb:
         raise BadInput(
