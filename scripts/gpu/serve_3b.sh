@@ -4,7 +4,10 @@
 # writes $OUT/serve-h200.json + serve-h200.md. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh, with .gpuhost/w2 carried from
 #   scripts/gpu/stage_server_wheels.sh):  OUT=DIR bash scripts/gpu/serve_3b.sh
-#   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SERVE_ARGS (more bench flags), SHAPE=tiny
+#   env: STARTS (3), CONCURRENCY ("1 16 64 256"), SERVE_ARGS (more bench flags), SHAPE=tiny,
+#        PCPT=1: afterwards also the fp8_per_channel_per_token export: check-vllm, infer (its
+#        samples and the kernels vLLM picked) and an offline bench beside the per-tensor FP8
+#        export (one engine start each, no matrix: a load-and-speed check, not the spread)
 set -uo pipefail
 source scripts/gpu/common.sh
 if [ -d .gpuhost/w2 ] && [ ! -d /tmp/site2 ]; then  # the server's dependencies
@@ -25,3 +28,15 @@ vq bench --serve --model "$base" --model "$q/fp8_fp8_demo" --modes default \
 echo "exit $?"
 cp "$res/environment.txt" "$out/serve-h200.environment.txt"
 python3 -m vlmquant.bench.render "$out/serve-h200.json" "$out/serve-h200.md" && cat "$out/serve-h200.md"
+if [ "${PCPT:-0}" = 1 ]; then
+  pc="$q/fp8pcpt_fp8_demo"
+  step "per-channel/per-token export"
+  [ -f "$pc/run.json" ] || vq quantize --model "$base" --calib "$calib" --calib-size 512 \
+    --qformat fp8_per_channel_per_token --out "$pc" 2>&1 | tail -1
+  vq check-vllm "$pc" | tee "$out/pcpt-check-vllm.txt"
+  vq infer --model "$pc" --out "$out/pcpt-infer" --force 2>&1 | tail -2
+  vq bench --model "$q/fp8_fp8_demo" --model "$pc" --modes default --no-matrix --repeats 3 \
+    --image-size 448 --gpu-memory-utilization 0.85 --out "$out/bench-pcpt-h200.json" --force
+  python3 -m vlmquant.bench.render "$out/bench-pcpt-h200.json" "$out/bench-pcpt-h200.md" \
+    && cat "$out/bench-pcpt-h200.md"
+fi

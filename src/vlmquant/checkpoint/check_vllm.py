@@ -14,6 +14,9 @@ modules it will not quantize). No engine starts. Rules:
   fused-scales        shards of one fused module with different weight scales (the CPU build
                       cannot requantize them at load; the GPU build does)
   layer-precision     a linear stored FP8 that vLLM will run unquantized, or the reverse
+  scale-shape         a weight or input scale shaped otherwise than the checkpoint's format
+                      needs (FP8: one per tensor; FP8_PER_CHANNEL_PER_TOKEN: one per output
+                      channel, no static input scale)
 
 Exit 0 when the checkpoint passes (warnings allowed), 2 when it fails; the report names the
 offending tensors and says what to do.
@@ -197,7 +200,7 @@ def check(checkpoint: Path) -> dict[str, Any]:
             values = {
                 _scalar(checkpoint, infos[f"{s}.weight_scale"])
                 for s in shards
-                if f"{s}.weight_scale" in infos
+                if f"{s}.weight_scale" in infos and _numel(infos[f"{s}.weight_scale"]) == 1
             }
             if len(values) > 1:
                 scales_differ += [f"{s}.weight_scale" for s in sorted(shards)]
@@ -227,6 +230,21 @@ def check(checkpoint: Path) -> dict[str, Any]:
                 ),
                 "re-export with `vlmquant quantize` (fused-scale unification is on by default)",
                 scales_differ,
+            )
+        )
+
+    # scale shapes the format needs
+    algo = (json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {})
+    misshaped = scale_shape_errors(infos, algo.get("quant_algo"))
+    if misshaped:
+        findings.append(
+            Finding(
+                "scale-shape",
+                "error",
+                f"{len(misshaped)} scale tensors are shaped otherwise than "
+                f"{algo.get('quant_algo')} needs; vLLM's loader stops on a shape mismatch",
+                "re-export with vlmquant quantize (one --qformat for the whole checkpoint)",
+                misshaped,
             )
         )
 
@@ -266,6 +284,36 @@ def check(checkpoint: Path) -> dict[str, Any]:
         "tensors_checked": len(infos),
         "findings": [dataclasses.asdict(f) for f in findings],
     }
+
+
+def _numel(info) -> int:
+    n = 1
+    for d in info.shape:
+        n *= d
+    return n
+
+
+def scale_shape_errors(infos: dict[str, Any], quant_algo: str | None) -> list[str]:
+    """Scales whose shape the format does not have: per-tensor FP8 wants scalar weight and
+    input scales; per-channel/per-token wants a weight scale per output row (a trailing 1 is
+    accepted) and no input scale (activations are scaled per token at run time)."""
+    if quant_algo not in ("FP8", "FP8_PER_CHANNEL_PER_TOKEN"):
+        return []
+    bad = []
+    for name, info in infos.items():
+        if not name.endswith(("weight_scale", "input_scale")):
+            continue
+        weight = infos.get(name.rpartition(".")[0] + ".weight")
+        if quant_algo == "FP8":
+            ok = _numel(info) == 1
+        elif name.endswith("input_scale"):
+            ok = False
+        else:
+            rows = weight.shape[0] if weight is not None else -1
+            ok = info.shape in ((rows,), (rows, 1))
+        if not ok:
+            bad.append(f"{name} {list(info.shape)}")
+    return sorted(bad)
 
 
 def _scalar(checkpoint: Path, info) -> float:

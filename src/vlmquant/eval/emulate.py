@@ -2,7 +2,10 @@
 
 Given a ModelOpt FP8 export, build a transformers model whose quantized linears compute
     y = Q(x / s_in) * s_in  @  (W_fp8 * s_w)^T + b        (in float32)
-with Q = saturate to +-448 and round to E4M3, W_fp8 and the scales read from the safetensors;
+with Q = saturate to +-448 and round to E4M3, W_fp8 and the scales read from the safetensors.
+FP8 (per tensor): s_w and s_in are one number each. FP8_PER_CHANNEL_PER_TOKEN: s_w holds one
+scale per output row and s_in is computed per token at run time, as vLLM's dynamic
+quantization does: max(|x_row|) / 448 in float32, at least 1 / (448 * 512);
 and, when the export has k_scale / v_scale, keys (after RoPE) and values pass through the same
 Q with those scales before attention, as an FP8 KV cache stores them. BF16 modules (vision
 tower in LM-only exports, embeddings, lm_head, norms) are the artifact's own BF16 tensors.
@@ -39,6 +42,7 @@ from torch import nn
 from vlmquant.checkpoint.names import hub_name
 
 FP8_MAX = 448.0
+MIN_TOKEN_SCALE = 1.0 / (FP8_MAX * 512.0)  # vLLM's floor for dynamic per-token scales
 ATTENTION = "vlmquant_vllm"
 KV_ROUNDINGS = ("nearest", "toward-zero")
 
@@ -81,28 +85,40 @@ def fake_fp8(
     return t.to(torch.float8_e4m3fn).float() * scale
 
 
+def per_token_scale(x: torch.Tensor) -> torch.Tensor:
+    """Dynamic per-token FP8 scales of `x` (one per row, shape [..., 1]), as vLLM computes them."""
+    amax = x.abs().amax(dim=-1, keepdim=True).float()
+    return (amax / FP8_MAX).clamp(min=MIN_TOKEN_SCALE)
+
+
 class FP8Linear(nn.Module):
-    """A linear layer as the FP8 kernel runs it: FP8 input and weight, float32 accumulate."""
+    """A linear layer as the FP8 kernel runs it: FP8 input and weight, float32 accumulate.
+
+    `weight_scale`: one number (per tensor) or one per output row. `input_scale`: the static
+    per-tensor scale, or None for dynamic per-token scales."""
 
     def __init__(
         self,
         weight_fp8: torch.Tensor,
         weight_scale: torch.Tensor,
-        input_scale: torch.Tensor,
+        input_scale: torch.Tensor | None,
         bias: torch.Tensor | None,
         out_dtype: torch.dtype,
         reciprocal: bool,
     ):
         super().__init__()
-        self.register_buffer("weight", weight_fp8.float() * weight_scale.float())
-        self.register_buffer("input_scale", input_scale.float())
+        ws = weight_scale.float()
+        ws = ws.reshape(-1, 1) if ws.numel() > 1 else ws
+        self.register_buffer("weight", weight_fp8.float() * ws)
+        self.register_buffer("input_scale", None if input_scale is None else input_scale.float())
         self.register_buffer("bias", None if bias is None else bias.float())
         self.in_features, self.out_features = weight_fp8.shape[1], weight_fp8.shape[0]
         self.out_dtype = out_dtype
         self.reciprocal = reciprocal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xq = fake_fp8(x, self.input_scale, reciprocal=self.reciprocal)
+        scale = per_token_scale(x) if self.input_scale is None else self.input_scale
+        xq = fake_fp8(x, scale, reciprocal=self.reciprocal)
         y = nn.functional.linear(xq, self.weight, self.bias)
         return y.to(self.out_dtype)
 
@@ -182,7 +198,7 @@ def load_emulated(
         fp8 = FP8Linear(
             w,
             state[f"{key}.weight_scale"],
-            state[f"{key}.input_scale"],
+            state.get(f"{key}.input_scale"),  # none: dynamic per-token
             state.get(f"{key}.bias"),
             dtype,
             reciprocal=arith.vllm,

@@ -8,6 +8,10 @@ load with a CUDA op; the CPU build has no such op and fails ("_C::static_scaled_
 expected at most 0 argument(s)"). Doing the same arithmetic here, once, gives a checkpoint
 both builds load, with the weights the GPU build would have used. Input scales of a group are
 set to their maximum, which is what vLLM uses for the fused input.
+
+Per-channel weight scales (`fp8_per_channel_per_token`) need none of this: a fused GEMM
+concatenates the shards' row scales as they are, so such groups are left alone (and their
+activations have no static input scale).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def unify(state: dict[str, Any]) -> dict[str, Any]:
 
     changed, max_rel = 0, 0.0
     groups = fused_groups(list(state))
+    per_channel = [g for g in groups if any(state[f"{m}.weight_scale"].numel() > 1 for m in g)]
+    groups = [g for g in groups if g not in per_channel]
     for group in groups:
         scales = [state[f"{m}.weight_scale"] for m in group]
         top = torch.stack([s.float() for s in scales]).max()
@@ -66,6 +72,7 @@ def unify(state: dict[str, Any]) -> dict[str, Any]:
                 state[k] = top_in.clone().to(state[k].dtype)
     return {
         "groups": len(groups),
+        "per_channel_groups_left_alone": len(per_channel),
         "shards_requantized": changed,
         "max_relative_scale_increase": round(max_rel, 6),
     }

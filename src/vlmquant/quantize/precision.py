@@ -84,6 +84,14 @@ def precision_map(model, quant_cfg: list[dict[str, Any]], outside: list[str]) ->
     }
 
 
+def scale_summary(scale) -> float | dict[str, float]:
+    """A per-tensor scale as its value; a per-channel one as its channel count, min and max."""
+    if scale.numel() == 1:
+        return float(scale.float())
+    s = scale.float()
+    return {"channels": s.numel(), "min": float(s.min()), "max": float(s.max())}
+
+
 def reconcile_with_export(pmap: dict[str, Any], checkpoint) -> dict[str, Any]:
     """Make the map say what the files hold: stored dtype and the exported (final) scales.
 
@@ -95,12 +103,12 @@ def reconcile_with_export(pmap: dict[str, Any], checkpoint) -> dict[str, Any]:
     from vlmquant.checkpoint.headers import tensors
 
     stored = {t.name: t for t in tensors(checkpoint)}
-    scales: dict[str, float] = {}
+    scales: dict[str, Any] = {}
     for file in sorted({t.file for t in stored.values() if t.name.endswith("_scale")}):
         with safe_open(str(checkpoint / file), "pt") as f:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if name.endswith("_scale"):
-                    scales[name] = float(f.get_tensor(name).float())
+                    scales[name] = scale_summary(f.get_tensor(name))
     for name, entry in pmap["modules"].items():
         weight = stored.get(f"{name}.weight")
         if weight is None:  # tied lm_head: stored once as the embedding

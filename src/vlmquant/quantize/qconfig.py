@@ -17,7 +17,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-QFORMATS = ("fp8",)
+# fp8: static per-tensor weight and activation scales (hf_ptq's --qformat fp8);
+# fp8_per_channel_per_token: a weight scale per output channel, activation scales computed per
+# token at run time (ModelOpt's FP8_PER_CHANNEL_PER_TOKEN; no calibration of activations).
+QFORMATS = ("fp8", "fp8_per_channel_per_token")
+PER_TENSOR = ("fp8",)
 KV_FORMATS = ("fp8", "fp8_cast", "none")
 SCOPES = ("lm", "full")
 # FP8_DEFAULT_CFG's entries that keep vision modules out; removed for scope="full".

@@ -77,7 +77,8 @@ class QuantizeConfig:
 def variant_name(cfg: QuantizeConfig) -> str:
     stem = cfg.calib.stem.removesuffix("_captions") if cfg.calib else "calib"
     kv = {"none": "bf16kv", "fp8_cast": "fp8cast"}.get(cfg.kv_cache_qformat, cfg.kv_cache_qformat)
-    return f"{cfg.qformat}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "")
+    fmt = {"fp8_per_channel_per_token": "fp8pcpt"}.get(cfg.qformat, cfg.qformat)
+    return f"{fmt}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "")
 
 
 def default_out(cfg: QuantizeConfig) -> Path:
@@ -226,7 +227,9 @@ def run(cfg: QuantizeConfig) -> Path:
             export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=tmp)
             copy_processor_files(cfg.model, tmp, processor)
         fused = {"applied": False}
-        if cfg.unify_fused_scales:
+        if cfg.qformat not in qconfig.PER_TENSOR:
+            fused["reason"] = "per-channel weight scales: fused shards need no common scale"
+        if cfg.unify_fused_scales and cfg.qformat in qconfig.PER_TENSOR:
             with record.timed("unify_fused_scales"):
                 fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
         pmap = reconcile_with_export(pmap, tmp)
