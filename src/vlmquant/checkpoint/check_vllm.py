@@ -234,7 +234,7 @@ def check(checkpoint: Path) -> dict[str, Any]:
         )
 
     # scale shapes the format needs
-    algo = (json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {})
+    algo = json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {}
     misshaped = scale_shape_errors(infos, algo.get("quant_algo"))
     if misshaped:
         findings.append(
