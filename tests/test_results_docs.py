@@ -68,3 +68,12 @@ def test_parity_pages_match_their_json():
     for page in pages:
         files = sorted(page.with_suffix("").glob("parity_*.json"))
         assert parity_render.render(_title(page), files) == page.read_text(), page.name
+
+
+def test_readme_headline_is_rendered_from_the_results():
+    from vlmquant.report import headline
+
+    readme = RESULTS.parents[1] / "README.md"
+    assert headline.main(["--check", str(readme)]) == 0, (
+        "README's headline block is stale: python -m vlmquant.report.headline README.md"
+    )

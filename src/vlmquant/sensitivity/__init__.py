@@ -1,0 +1,1 @@
+"""Per-unit fidelity cost (sensitivity) and the KLD-budget chooser built on it."""

@@ -1,0 +1,172 @@
+"""Choose which units stay BF16 so that the predicted KLD meets a budget (`quantize
+--kld-budget X --sensitivity sens.json`).
+
+Prediction: the whole export's measured KLD times the share of the summed unit costs that stays
+in FP8, `kld(S) = whole * (1 - cost(S) / total)` for the set S kept BF16 — exact at both ends
+(nothing kept: the measured whole; everything kept: 0, the base). The choice keeps the units
+with the most cost per weight byte first (a greedy knapsack); the FP8 KV cache costs no weight
+bytes, so when it is a candidate it goes first (its price is KV-cache capacity, which the
+report shows), unless `keep_fp8_kv`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.errors import BadInput
+from vlmquant.sensitivity.units import KV_UNIT
+
+
+def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]:
+    """A sensitivity file measured on this base with this recipe, or BadInput naming why not."""
+    from vlmquant.sensitivity.sensitivity_stage import base_identity
+
+    fix = f"measure this base: vlmquant sensitivity --base {base} --calib FILE --out {path}"
+    if not path.is_file():
+        raise BadInput(f"--sensitivity {path}: no such file; {fix}")
+    try:
+        sens = json.loads(path.read_text(encoding="utf-8"))
+        units, whole = sens["units"], sens["whole_export"]["kld_mean"]
+        identity, recipe = sens["base_identity"], sens["recipe"]
+        costs = [(u["unit"], float(u["cost"]), int(u["weight_bytes_saved"])) for u in units]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise BadInput(f"--sensitivity {path}: not a sensitivity file; {fix}") from None
+    if identity != base_identity(base):
+        raise BadInput(
+            f"--sensitivity {path}: measured on another model ({sens.get('base')}), not on "
+            f"--model {base}; {fix}"
+        )
+    if (recipe.get("qformat"), recipe.get("kv_cache_qformat")) != (qformat, kv_format):
+        raise BadInput(
+            f"--sensitivity {path}: measured for --qformat {recipe.get('qformat')} "
+            f"--kv-cache-qformat {recipe.get('kv_cache_qformat')}, not {qformat} / {kv_format}; "
+            f"pass the same flags or {fix}"
+        )
+    if not costs or whole < 0:
+        raise BadInput(f"--sensitivity {path}: no units measured in it; {fix}")
+    sens["_costs"] = costs
+    return sens
+
+
+def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
+    """The units to keep BF16 and the prediction that chose them."""
+    costs = sens["_costs"]
+    whole = float(sens["whole_export"]["kld_mean"])
+    total = sum(c for _, c, _ in costs)
+    if budget <= 0:
+        raise BadInput(
+            f"--kld-budget {budget}: must be above 0 (0 is the BF16 base itself; keep the base "
+            "or pass a positive budget)"
+        )
+
+    def predicted(kept_cost: float) -> float:
+        return whole * (1.0 - kept_cost / total) if total > 0 else whole
+
+    candidates = [c for c in costs if not (keep_fp8_kv and c[0] == KV_UNIT)]
+    candidates.sort(key=lambda c: (-(c[1] / c[2]) if c[2] else float("-inf"), -c[1]))
+    kept, kept_cost = [], 0.0
+    for name, cost, saved in candidates:
+        if predicted(kept_cost) <= budget:
+            break
+        kept.append({"unit": name, "cost": cost, "weight_bytes_saved": saved})
+        kept_cost += cost
+    if predicted(kept_cost) > budget:
+        floor = predicted(kept_cost)
+        raise BadInput(
+            f"--kld-budget {budget}: below what this recipe can reach with every allowed unit "
+            f"BF16 (predicted {floor:.4g}"
+            + (", the FP8 KV cache kept by --keep-fp8-kv" if keep_fp8_kv else "")
+            + "); raise the budget"
+        )
+    saved_total = sum(s for _, _, s in costs)
+    saved_kept = sum(k["weight_bytes_saved"] for k in kept)
+    return {
+        "budget": budget,
+        "whole_export_kld": whole,
+        "predicted_kld": predicted(kept_cost),
+        "kept_bf16": kept,
+        "kv_cache_fp8": not any(k["unit"] == KV_UNIT for k in kept),
+        "weight_bytes_saved": saved_total - saved_kept,
+        "weight_bytes_saved_by_whole_export": saved_total,
+        "share_of_saving_kept": (saved_total - saved_kept) / saved_total if saved_total else 1.0,
+    }
+
+
+def disable_entries(choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """ModelOpt quant_cfg entries that keep the chosen linear units unquantized; export then
+    lists them in `exclude_modules`, so vLLM runs them BF16."""
+    from vlmquant.sensitivity.units import modelopt_patterns
+
+    entries = []
+    for k in choice["kept_bf16"]:
+        if k["unit"] != KV_UNIT:
+            for pattern in modelopt_patterns(k["unit"]):
+                entries.append({"quantizer_name": pattern, "enable": False})
+    return entries
+
+
+def measure(
+    choice: dict[str, Any], sens: dict[str, Any], cfg, export: Path, device: str
+) -> dict[str, Any]:
+    """The export's KLD measured by eval's emulation on the sensitivity file's text set (its
+    samples, length and held-out captions), and whether the budget was met."""
+    import tempfile
+
+    from vlmquant.eval.eval_stage import EvalConfig
+    from vlmquant.eval.eval_stage import run as evaluate
+
+    es = sens["eval_set"]
+    with tempfile.TemporaryDirectory(prefix="vlmquant-budget-") as tmp:
+        out = Path(tmp) / "fidelity.json"
+        evaluate(
+            EvalConfig(
+                base=cfg.model,
+                quantized=export,
+                out=out,
+                calib=Path(es["held_out_from"]) if es.get("held_out_from") else None,
+                max_samples=0 if es.get("user_text") else es["text_samples"],
+                text=Path(es["user_text"]) if es.get("user_text") else None,
+                image_samples=0,
+                seq_len=es["seq_len"],
+                device=device,
+                kernels=sens.get("emulated_kernels", "auto"),
+                vllm=False,
+                seed=sens.get("run", {}).get("config", {}).get("seed", 1234),
+            )
+        )
+        text = json.loads(out.read_text())["groups"]["text"]
+    measured = {
+        k: text[k]
+        for k in ("tokens", "kld_mean", "kld_mean_ci95", "kld_p99", "top1_agreement")
+        if k in text
+    }
+    return {**choice, "measured": measured, "met": measured["kld_mean"] <= choice["budget"]}
+
+
+def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
+    """Name in the precision map every module kept BF16 by the budget, with the cost that put
+    it there."""
+    from vlmquant.sensitivity.units import GROUPS
+
+    for k in choice["kept_bf16"]:
+        if k["unit"] == KV_UNIT:
+            continue
+        _, layer, group = k["unit"].split(".")
+        for leaf in GROUPS[group]:
+            entry = pmap["modules"].get(f"model.layers.{layer}.{leaf}")
+            if entry is not None:
+                entry["kept_bf16_by"] = f"--kld-budget: unit {k['unit']} costs KLD {k['cost']:.4g}"
+    pmap["kld_budget"] = choice
+
+
+def verdict_line(choice: dict[str, Any]) -> str:
+    m = choice["measured"]
+    kv = "" if choice["kv_cache_fp8"] else ", KV cache BF16"
+    return (
+        f"quantize: --kld-budget {choice['budget']:g} {'met' if choice['met'] else 'MISSED'}: "
+        f"measured KLD {m['kld_mean']:.4f} (predicted {choice['predicted_kld']:.4f}), "
+        f"{len(choice['kept_bf16'])} units BF16{kv}, "
+        f"{choice['share_of_saving_kept']:.0%} of the weight-bytes saving kept"
+    )

@@ -1,0 +1,250 @@
+r"""Measure what each quantizable unit costs in fidelity, with the eval's own emulation.
+
+    vlmquant sensitivity --base models/qwen2_5_coder_0_5b_vl/checkpoints/trained \
+        --calib datasets/demo/demo_captions.txt --out sens.json
+
+Quantizes the base as `quantize` would (the same recipe flags; or measures `--quantized`, an
+export of that base), loads the export through the emulation `eval` uses (so the costs describe
+what vLLM will run), and measures on held-out text, for every unit — per decoder layer the
+groups vLLM fuses (q/k/v, o, gate/up, down), and the FP8 KV cache as one unit:
+
+    cost(unit) = KLD(base || model with only that unit in FP8)
+
+The measure is "only this unit FP8" rather than "only this unit BF16": each cost is measured
+against an exactly-zero reference (all BF16 is the base itself), costs of small perturbations
+add up, and their sum can be checked against the KLD of the whole export, which is measured
+too (`additivity` = measured / sum of costs). `quantize --kld-budget` predicts a mix's KLD as
+the measured whole-export KLD times the share of the cost it keeps in FP8.
+
+Writes one JSON: the units with their modules, weight bytes FP8 saves, cost (KLD mean) and
+top-1 agreement, the whole export's and the all-linears-FP8-with-BF16-KV numbers, the eval set,
+and the base's identity (config and weights sha256) so a sensitivity file of another model is
+refused by quantize.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vlmquant.core.config import setting
+from vlmquant.core.device import resolve_device
+from vlmquant.core.errors import BadInput
+from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
+from vlmquant.core.quiet import library_output
+from vlmquant.core.runinfo import RunRecord
+from vlmquant.quantize import qconfig
+
+MEASURE = "kld_mean with only this unit in FP8 (everything else BF16)"
+
+
+@dataclasses.dataclass
+class SensitivityConfig:
+    base: Path | None = setting(None, "BF16 base checkpoint")
+    calib: Path | None = setting(None, "calibration set .txt (held out of the eval text too)")
+    out: Path | None = setting(None, "JSON file to write")
+    quantized: Path | None = setting(
+        None, "an FP8 export of --base to measure (default: quantize one with the flags below)"
+    )
+    qformat: str = setting("fp8", "weight/activation format", choices=list(qconfig.QFORMATS))
+    kv_cache_qformat: str = setting(
+        "fp8", "KV cache format of the export measured", choices=list(qconfig.KV_FORMATS)
+    )
+    calib_size: int = setting(512, "calibration samples (fewer are accepted)")
+    max_samples: int = setting(12, "built-in text samples to score (paragraphs, held-out captions)")
+    text: Path | None = setting(
+        None, "your held-out text, one sample a line (replaces the built-in)"
+    )
+    seq_len: int = setting(256, "max tokens per text sample")
+    device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
+    kernels: str = setting(
+        "auto",
+        "whose arithmetic the emulation follows (see `vlmquant eval --help`)",
+        choices=["auto", "cuda", "cpu", "modelopt"],
+    )
+    seed: int = setting(1234, "sampling seed for the held-out captions")
+    force: bool = setting(False, "replace an existing output file")
+
+
+def base_identity(base: Path) -> dict[str, str]:
+    """What ties a sensitivity file to its base: the config's and the weights' sha256."""
+    import hashlib
+
+    from vlmquant.core.runinfo import sha256_file
+
+    weights = hashlib.sha256()
+    for f in sorted(base.glob("*.safetensors")):
+        weights.update(sha256_file(f).encode())
+    return {
+        "config_sha256": sha256_file(base / "config.json"),
+        "weights_sha256": weights.hexdigest(),
+    }
+
+
+def validate(cfg: SensitivityConfig) -> str:
+    from vlmquant.checkpoint import contract
+
+    if cfg.base is None or cfg.out is None or (cfg.calib is None and cfg.quantized is None):
+        raise BadInput(
+            "sensitivity: pass --base DIR, --out FILE.json and --calib FILE (or --quantized DIR)"
+        )
+    contract.check_checkpoint(cfg.base, "--base", "bf16")
+    if cfg.quantized is not None:
+        contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
+    if cfg.calib is not None and not cfg.calib.is_file():
+        raise BadInput(f"--calib {cfg.calib}: no such file; build one with `vlmquant calib`")
+    if cfg.max_samples < 1 and cfg.text is None or cfg.seq_len < 2:
+        raise BadInput("--max-samples must be >= 1 (or pass --text) and --seq-len >= 2")
+    if cfg.text is not None:
+        from vlmquant.eval.data import user_texts
+
+        user_texts(cfg.text)
+    check_apart(cfg.out, {"--base": cfg.base, "--quantized": cfg.quantized, "--calib": cfg.calib})
+    check_output(cfg.out, cfg.force)
+    return resolve_device(cfg.device)
+
+
+def export_to_measure(cfg: SensitivityConfig, work: Path) -> Path:
+    """--quantized, or a fresh export of --base with quantize's own code and these flags."""
+    if cfg.quantized is not None:
+        return cfg.quantized
+    from vlmquant.quantize.quantize_stage import QuantizeConfig
+    from vlmquant.quantize.quantize_stage import run as quantize
+
+    return quantize(
+        QuantizeConfig(
+            model=cfg.base,
+            calib=cfg.calib,
+            out=work / "export",
+            qformat=cfg.qformat,
+            kv_cache_qformat=cfg.kv_cache_qformat,
+            calib_size=cfg.calib_size,
+            device=cfg.device,
+            seed=cfg.seed,
+            allow_fewer=True,
+            force=True,
+        )
+    )
+
+
+class Scorer:
+    """KLD of the switchboard's current mix against the base, on fixed encoded text."""
+
+    def __init__(self, board, encoded: list[dict], device: str):
+        import torch
+
+        self.board, self.encoded, self.device = board, encoded, device
+        board.set_all(False)  # all BF16: the base itself, with the same engine arithmetic
+        self.base_logp = [torch.log_softmax(self._logits(enc), -1) for enc in encoded]
+
+    def _logits(self, enc):
+        import torch
+
+        with torch.no_grad():
+            ids = {k: v.to(self.device) for k, v in enc.items()}
+            return self.board.model(**ids).logits[0, :-1].float()
+
+    def score(self) -> dict[str, float]:
+        import torch
+
+        kld_sum, same, n = 0.0, 0, 0
+        for enc, lb in zip(self.encoded, self.base_logp, strict=True):
+            lq = torch.log_softmax(self._logits(enc), -1)
+            kld_sum += float((lb.exp() * (lb - lq)).sum(-1).clamp_min(0).double().sum())
+            same += int((lb.argmax(-1) == lq.argmax(-1)).sum())
+            n += lb.shape[0]
+        return {"kld_mean": kld_sum / n, "top1_agreement": same / n}
+
+
+def run(cfg: SensitivityConfig) -> Path:
+    device = validate(cfg)
+    from tqdm.auto import tqdm
+    from transformers import AutoProcessor
+
+    from vlmquant.eval import data, emulate
+    from vlmquant.eval.eval_stage import resolve_kernels
+    from vlmquant.sensitivity.units import KV_UNIT, Switchboard, Unit, units_of
+
+    record = RunRecord("sensitivity", cfg)
+    work = cfg.out.parent / f".{cfg.out.stem}-work"
+    shutil.rmtree(work, ignore_errors=True)
+    log = cfg.out.with_name(f"{cfg.out.stem}.sensitivity.log")
+    try:
+        with record.timed("quantize"):
+            export = export_to_measure(cfg, work)
+        samples = data.build_eval_set(cfg.calib, cfg.max_samples, 0, cfg.seed, cfg.text)
+        kernels = resolve_kernels(cfg.kernels)
+        with record.timed("load"), library_output(log):
+            processor = AutoProcessor.from_pretrained(cfg.base)
+            model, precision = emulate.load_emulated(export, device, kernels=kernels)
+            board = Switchboard(model, cfg.base, precision)
+        encoded = [data.encode(processor, s, cfg.seq_len) for s in samples]
+        units = units_of(precision, board.params())
+        if board.kv_scales:
+            units.append(Unit(KV_UNIT, [], 0))
+        with record.timed("base"):
+            scorer = Scorer(board, encoded, device)
+        measured: dict[str, Any] = {}
+        with record.timed("units"):
+            for unit in tqdm(units, desc="sensitivity"):
+                board.set_unit(unit, True)
+                measured[unit.name] = scorer.score()
+                board.set_unit(unit, False)
+        with record.timed("whole"):
+            board.set_all(True)
+            whole = scorer.score()
+            board.set_kv(False)
+            linears_only = scorer.score()
+        identity = base_identity(cfg.base)
+        quant_cfg = export.joinpath("hf_quant_config.json").read_text()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = sum(m["kld_mean"] for m in measured.values())
+    result = {
+        "base": str(cfg.base),
+        "base_identity": identity,
+        "export": str(cfg.quantized) if cfg.quantized else "built by quantize (removed)",
+        "recipe": {
+            "qformat": cfg.qformat,
+            "kv_cache_qformat": cfg.kv_cache_qformat,
+            "calib": str(cfg.calib) if cfg.calib else None,
+            "calib_size": cfg.calib_size,
+            "hf_quant_config": __import__("json").loads(quant_cfg),
+        },
+        "measure": MEASURE,
+        "emulated_kernels": kernels,
+        "eval_set": {
+            "text_samples": len(samples),
+            "tokens": sum(int(e["input_ids"].shape[1]) - 1 for e in encoded),
+            "seq_len": cfg.seq_len,
+            "user_text": str(cfg.text) if cfg.text else None,
+            "held_out_from": str(cfg.calib) if cfg.calib else None,
+        },
+        "whole_export": whole,
+        "linears_fp8_kv_bf16": linears_only,
+        "sum_of_unit_costs": total,
+        "additivity": whole["kld_mean"] / total if total > 0 else None,
+        "units": [
+            {
+                "unit": u.name,
+                "modules": u.modules,
+                "fp8_params": u.params,
+                "weight_bytes_saved": u.bytes_saved,
+                "cost": measured[u.name]["kld_mean"],
+                "top1_agreement": measured[u.name]["top1_agreement"],
+            }
+            for u in units
+        ],
+    }
+    result["run"] = record.data()
+    write_text_atomic(cfg.out, dump_json(result))
+    worst = sorted(result["units"], key=lambda u: -u["cost"])[:3]
+    print(
+        f"sensitivity: {len(units)} units, whole export KLD {whole['kld_mean']:.4f} "
+        f"(sum of unit costs {total:.4f}); costliest "
+        + ", ".join(f"{u['unit']} {u['cost']:.4f}" for u in worst)
+        + f" -> {cfg.out}"
+    )
+    return cfg.out
