@@ -128,3 +128,22 @@ def test_help_shows_the_allowed_values(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "--kernels {auto,cuda,cpu,modelopt}" in capsys.readouterr().out
+
+
+def test_shipped_recipes_write_where_report_reads():
+    """report reads models/<model>/runs/<variant>/infer (with compare.json, so --compare) and
+    runs/<variant>/fidelity.json; a recipe writing elsewhere leaves its report "Not run yet"."""
+    import tomllib
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*/*.toml")):
+        recipe = tomllib.loads(path.read_text())
+        if "quantize" not in recipe:
+            continue
+        out = Path(recipe["quantize"]["out"])
+        runs = out.parent.parent / "runs" / out.name
+        if "infer" in recipe:
+            assert Path(recipe["infer"]["out_dir"]) == runs / "infer", path.name
+            assert recipe["infer"].get("compare"), path.name
+        if "eval" in recipe:
+            assert Path(recipe["eval"]["out"]) == runs / "fidelity.json", path.name

@@ -78,3 +78,28 @@ def test_never_replaces_what_it_did_not_make(tiny_model, tmp_path, cli):
     code, err = cli("pipeline", "--recipe", recipe, "--state", tmp_path / "state.json")
     assert code == 2 and "which this pipeline did not make" in err and err.count("\n") == 1
     assert sha256_file(tiny_model / "model.safetensors") == before
+
+
+def test_a_crash_in_report_keeps_the_stages_before_it(recipe, tmp_path, capsys, monkeypatch):
+    """A pipeline that quantizes and evaluates, then crashes while rendering the report: the
+    export and fidelity stay whole and recorded, no report is half-written, and the next run
+    redoes only the report."""
+    from vlmquant.cli import main
+    from vlmquant.report import report_stage
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("injected: the report crashed")
+
+    state = ["--state", str(tmp_path / "state.json")]
+    root = tmp_path / "models" / "tiny_qwen2_5_vl"
+    monkeypatch.setattr(report_stage, "index_markdown", crash)
+    with pytest.raises(RuntimeError, match="injected"):  # unexpected: a traceback, exit 1
+        main(["pipeline", "--recipe", str(recipe(1234)), *state])
+    capsys.readouterr()
+    assert (root / "quantized" / "fp8_fp8_demo" / "run.json").is_file()
+    assert (root / "runs" / "fp8_fp8_demo" / "fidelity.json").is_file()
+    assert not (root / "reports").exists() and not list(root.glob(".report-staging-*"))
+    monkeypatch.undo()
+    assert main(["pipeline", "--recipe", str(recipe(1234)), *state]) == 0
+    assert ran(capsys.readouterr().out) == ["report"]
+    assert (root / "reports" / "report-fp8_fp8_demo.md").is_file()

@@ -380,6 +380,17 @@ def render_variant(
     return "\n".join(lines), headline
 
 
+def base_of(variant: Path, bases: list[Path]) -> Path | None:
+    """The checkpoint the variant was quantized from (its run.json's --model) when it is one of
+    the model's checkpoints; else the only checkpoint there; else none (not a guess by name)."""
+    model = (_load(variant / "run.json") or {}).get("config", {}).get("model")
+    if model:
+        for b in bases:
+            if b.resolve() == Path(model).resolve() or b.name == Path(model).name:
+                return b
+    return bases[0] if len(bases) == 1 else None
+
+
 def run(cfg: ReportConfig) -> Path:
     root = cfg.model_root
     if root is None or not (root / "quantized").is_dir():
@@ -402,7 +413,7 @@ def run(cfg: ReportConfig) -> Path:
         rows, pages = [], {}
         for variant in variants:
             text, head = render_variant(
-                root, bases[0] if bases else None, variant, report_dir, cfg.check_vllm, staging
+                root, base_of(variant, bases), variant, report_dir, cfg.check_vllm, staging
             )
             path = report_dir / f"report-{variant.name}.md"
             pages[path] = text
