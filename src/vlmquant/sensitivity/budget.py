@@ -1,12 +1,16 @@
 """Choose which units stay BF16 so that the predicted KLD meets a budget (`quantize
 --kld-budget X --sensitivity sens.json`).
 
-Prediction: the whole export's measured KLD times the share of the summed unit costs that stays
-in FP8, `kld(S) = whole * (1 - cost(S) / total)` for the set S kept BF16 — exact at both ends
-(nothing kept: the measured whole; everything kept: 0, the base). The choice keeps the units
-with the most cost per weight byte first (a greedy knapsack); the FP8 KV cache costs no weight
-bytes, so when it is a candidate it goes first (its price is KV-cache capacity, which the
-report shows), unless `keep_fp8_kv`.
+Prediction, from four measured numbers of the sensitivity file — W (the whole export), L (its
+linears FP8 with a BF16 KV cache), K (only the KV cache FP8) and the per-unit costs c — for a
+set S of linear units kept BF16, with s = sum of c over S / sum of c over all linears:
+    BF16 KV cache:  kld = L * (1 - s)
+    FP8 KV cache:   kld = W - (W - K) * s
+Each is exact at its ends (nothing kept: the measured L or W; every linear kept: 0, the base, or
+the measured K); in between the costs share out the measured total, so costs need not add up.
+The choice keeps the units with the most cost per weight byte BF16 first (a greedy knapsack);
+the FP8 KV cache costs no weight bytes, so when it is a candidate it goes first (its price is
+KV-cache capacity, which the report shows), unless `keep_fp8_kv`.
 """
 
 from __future__ import annotations
@@ -50,30 +54,47 @@ def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]
     return sens
 
 
+def predictor(sens: dict[str, Any]):
+    """kld(kv_fp8, linear cost kept BF16) from the sensitivity file's measured anchors."""
+    costs = sens["_costs"]
+    whole = float(sens["whole_export"]["kld_mean"])
+    linears = float(sens.get("linears_fp8_kv_bf16", {}).get("kld_mean", whole))
+    kv_only = next((c for name, c, _ in costs if name == KV_UNIT), None)
+    linear_total = sum(c for name, c, _ in costs if name != KV_UNIT)
+
+    def predicted(kv_fp8: bool, kept_cost: float) -> float:
+        share = kept_cost / linear_total if linear_total > 0 else 1.0
+        if kv_fp8 and kv_only is not None:
+            return whole - (whole - kv_only) * share
+        return (linears if kv_only is not None else whole) * (1.0 - share)
+
+    return predicted
+
+
 def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
     """The units to keep BF16 and the prediction that chose them."""
     costs = sens["_costs"]
-    whole = float(sens["whole_export"]["kld_mean"])
-    total = sum(c for _, c, _ in costs)
     if budget <= 0:
         raise BadInput(
             f"--kld-budget {budget}: must be above 0 (0 is the BF16 base itself; keep the base "
             "or pass a positive budget)"
         )
-
-    def predicted(kept_cost: float) -> float:
-        return whole * (1.0 - kept_cost / total) if total > 0 else whole
-
+    predicted = predictor(sens)
+    has_kv = any(name == KV_UNIT for name, _, _ in costs)
     candidates = [c for c in costs if not (keep_fp8_kv and c[0] == KV_UNIT)]
     candidates.sort(key=lambda c: (-(c[1] / c[2]) if c[2] else float("-inf"), -c[1]))
-    kept, kept_cost = [], 0.0
+    kept: list[dict[str, Any]] = []
+    kv_fp8, kept_cost = has_kv, 0.0
     for name, cost, saved in candidates:
-        if predicted(kept_cost) <= budget:
+        if predicted(kv_fp8, kept_cost) <= budget:
             break
         kept.append({"unit": name, "cost": cost, "weight_bytes_saved": saved})
-        kept_cost += cost
-    if predicted(kept_cost) > budget:
-        floor = predicted(kept_cost)
+        if name == KV_UNIT:
+            kv_fp8 = False
+        else:
+            kept_cost += cost
+    floor = predicted(kv_fp8, kept_cost)
+    if floor > budget:
         raise BadInput(
             f"--kld-budget {budget}: below what this recipe can reach with every allowed unit "
             f"BF16 (predicted {floor:.4g}"
@@ -84,10 +105,10 @@ def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> di
     saved_kept = sum(k["weight_bytes_saved"] for k in kept)
     return {
         "budget": budget,
-        "whole_export_kld": whole,
-        "predicted_kld": predicted(kept_cost),
+        "whole_export_kld": float(sens["whole_export"]["kld_mean"]),
+        "predicted_kld": floor,
         "kept_bf16": kept,
-        "kv_cache_fp8": not any(k["unit"] == KV_UNIT for k in kept),
+        "kv_cache_fp8": kv_fp8,
         "weight_bytes_saved": saved_total - saved_kept,
         "weight_bytes_saved_by_whole_export": saved_total,
         "share_of_saving_kept": (saved_total - saved_kept) / saved_total if saved_total else 1.0,

@@ -13,8 +13,8 @@ groups vLLM fuses (q/k/v, o, gate/up, down), and the FP8 KV cache as one unit:
 The measure is "only this unit FP8" rather than "only this unit BF16": each cost is measured
 against an exactly-zero reference (all BF16 is the base itself), costs of small perturbations
 add up, and their sum can be checked against the KLD of the whole export, which is measured
-too (`additivity` = measured / sum of costs). `quantize --kld-budget` predicts a mix's KLD as
-the measured whole-export KLD times the share of the cost it keeps in FP8.
+too (`additivity` = measured / sum of costs), as is the export with a BF16 KV cache; `quantize
+--kld-budget` predicts a mix's KLD from those measured anchors (`vlmquant.sensitivity.budget`).
 
 Writes one JSON: the units with their modules, weight bytes FP8 saves, cost (KLD mean) and
 top-1 agreement, the whole export's and the all-linears-FP8-with-BF16-KV numbers, the eval set,
