@@ -81,3 +81,12 @@ def test_bad_flags_are_usage_errors(cli, tmp_path, bad):
     code, err = cli("make-tiny", "--out", tmp_path / "x", *bad)
     assert code == 2 and "invalid choice" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_quiet_by_default_library_output_in_a_log(tmp_path, capsys):
+    from vlmquant.cli import main
+
+    assert main(["make-tiny", "--out", str(tmp_path / "m")]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == "" and cap.out.count("\n") == 1, cap
+    assert "Writing model shards" in (tmp_path / "m.make-tiny.log").read_text()

@@ -29,6 +29,7 @@ from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord, sha256_file
 from vlmquant.tiny import real_lm
 
@@ -265,7 +266,7 @@ def generation_config(config, tok):
     )
 
 
-def build_random(cfg: MakeTinyConfig, out: Path) -> None:
+def build_random(cfg: MakeTinyConfig, out: Path) -> str:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -281,13 +282,13 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> None:
         model.save_pretrained(tmp, max_shard_size="5GB")
         build_processor(spec, tok).save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
-    print(
+    return (
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
         f"seed {cfg.seed} -> {out}"
     )
 
 
-def build_trained(cfg: MakeTinyConfig, out: Path) -> None:
+def build_trained(cfg: MakeTinyConfig, out: Path) -> str:
     """A Qwen2.5-VL around a trained Qwen2.5 language model (see `tiny/real_lm.py`)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -352,7 +353,7 @@ def build_trained(cfg: MakeTinyConfig, out: Path) -> None:
             "parameters": sum(p.numel() for p in model.parameters()),
         }
         (tmp / "run.json").write_text(dump_json(record.data()))
-    print(
+    return (
         f"make-tiny: {gguf.name} in Qwen2.5-VL ({record.extra['parameters'] / 1e6:.1f}M "
         f"parameters, random vision tower), probe logits equal the source's -> {out}"
     )
@@ -365,5 +366,12 @@ def run(cfg: MakeTinyConfig) -> Path:
         raise BadInput(f"--shape {cfg.shape}: a trained --lm brings its own shape; drop --shape")
     out = default_out(cfg)
     check_output(out, cfg.force)
-    (build_trained if cfg.lm or cfg.lm_gguf else build_random)(cfg, out)
+    # transformers' GGUF conversion bars, load reports and warnings go beside the checkpoint
+    log = out.with_name(f"{out.name}.make-tiny.log")
+    log.unlink(missing_ok=True)
+    with library_output(log):
+        done = (build_trained if cfg.lm or cfg.lm_gguf else build_random)(cfg, out)
+    if log.is_file() and log.stat().st_size == 0:
+        log.unlink()
+    print(done + ("" if verbose() or not log.is_file() else f" (library output: {log})"))
     return out
