@@ -90,3 +90,16 @@ def test_quiet_by_default_library_output_in_a_log(tmp_path, capsys):
     cap = capsys.readouterr()
     assert cap.err == "" and cap.out.count("\n") == 1, cap
     assert "Writing model shards" in (tmp_path / "m.make-tiny.log").read_text()
+
+
+def test_big_shapes_are_the_real_checkpoints_and_refuse_a_disk_too_small(tmp_path, cli):
+    """7B / 32B / 72B: the published Qwen2.5-VL-Instruct shapes (counted on the meta device);
+    a build whose BF16 weights do not fit the disk is exit 2 before anything is written."""
+    from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer, parameter_count
+
+    tok = build_tokenizer()
+    billions = {s: parameter_count(build_config(SHAPES[s], tok)) / 1e9 for s in ("7b", "32b", "72b")}
+    assert 8.2 < billions["7b"] < 8.4 and 33 < billions["32b"] < 34 and 73 < billions["72b"] < 74
+    code, err = cli("make-tiny", "--shape", "72b", "--out", tmp_path / "big", "--device", "cpu")
+    assert code == 2 and "GiB" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

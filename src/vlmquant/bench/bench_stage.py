@@ -80,6 +80,7 @@ class BenchConfig:
         None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
     )
     max_model_len: int = setting(4096, "vLLM max model length")
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)")
     serve: bool = setting(False, "benchmark behind `vllm serve` with `vllm bench serve`")
     engine_starts: int = setting(3, "--serve: fresh servers per model (the spread needs >= 3)")
     serve_shape: str = setting("512x256", "--serve: random text INPUTxOUTPUT tokens")
@@ -185,9 +186,11 @@ def validate(cfg: BenchConfig) -> Checked:
     if not cfg.model or cfg.out is None:
         raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
     from vlmquant.checkpoint.contract import check_checkpoint
+    from vlmquant.engine.args import check_tensor_parallel
 
     for m in cfg.model:
         check_checkpoint(m, "--model")
+        check_tensor_parallel(m, cfg.tensor_parallel_size)
     bad = [m for m in cfg.modes if m not in ("default", "eager")]
     if bad or not cfg.modes:
         raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")
@@ -300,6 +303,7 @@ def run(cfg: BenchConfig) -> Path:
                 max_model_len=cfg.max_model_len,
                 enforce_eager=base_mode == "eager",
                 gpu_memory_utilization=cfg.gpu_memory_utilization,
+                tensor_parallel_size=cfg.tensor_parallel_size,
             )
             engine["enable_prefix_caching"] = False
             engine.update(extra)

@@ -74,6 +74,7 @@ def one_start(cfg, model: Path, mode: str, work: Path, seed: int) -> dict[str, A
         max_model_len=cfg.max_model_len,
         enforce_eager=mode == "eager",
         gpu_memory_utilization=cfg.gpu_memory_utilization,
+        tensor_parallel_size=cfg.tensor_parallel_size,
     )
     args = server.serve_command(model, kwargs, "127.0.0.1", port, SERVED_NAME, [])
     with open(work / "server.log", "w") as log:

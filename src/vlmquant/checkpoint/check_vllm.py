@@ -14,6 +14,8 @@ modules it will not quantize). No engine starts. Rules:
   fused-scales        shards of one fused module with different weight scales (the CPU build
                       cannot requantize them at load; the GPU build does)
   layer-precision     a linear stored FP8 that vLLM will run unquantized, or the reverse
+  tensor-parallel     heads that --tensor-parallel-size does not split evenly (text and vision
+                      attention heads; KV heads split or replicated)
   scale-shape         a weight or input scale shaped otherwise than the checkpoint's format
                       needs (FP8: one per tensor; FP8_PER_CHANNEL_PER_TOKEN: one per output
                       channel, no static input scale)
@@ -44,6 +46,9 @@ SHOW = 5  # tensors named per finding
 class CheckVllmConfig:
     checkpoint: Path = setting(Path("."), "checkpoint folder to check", positional=True)
     json: bool = setting(False, "print the verdict as JSON")
+    tensor_parallel_size: int = setting(
+        1, "also check the heads split over this many GPUs as vLLM's tensor parallelism needs"
+    )
 
 
 @dataclasses.dataclass
@@ -129,7 +134,7 @@ def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
     return module
 
 
-def check(checkpoint: Path) -> dict[str, Any]:
+def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     if not (checkpoint / "config.json").is_file():
         raise BadInput(
             f"{checkpoint}: not a Hugging Face checkpoint (no config.json); pass a "
@@ -232,6 +237,23 @@ def check(checkpoint: Path) -> dict[str, Any]:
                 scales_differ,
             )
         )
+
+    from vlmquant.engine.args import tensor_parallel_problems
+
+    if tensor_parallel_size > 1:
+        config = json.loads((checkpoint / "config.json").read_text())
+        problems = tensor_parallel_problems(config, tensor_parallel_size)
+        if problems:
+            findings.append(
+                Finding(
+                    "tensor-parallel",
+                    "error",
+                    f"vLLM cannot shard this model over {tensor_parallel_size} GPUs",
+                    "pick a --tensor-parallel-size that divides the heads (or use pipeline "
+                    "parallelism)",
+                    problems,
+                )
+            )
 
     # scale shapes the format needs
     algo = json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {}
@@ -349,7 +371,7 @@ def failure_line(verdict: dict[str, Any]) -> str:
 
 
 def run(cfg: CheckVllmConfig) -> Path:
-    verdict = check(cfg.checkpoint)
+    verdict = check(cfg.checkpoint, cfg.tensor_parallel_size)
     print(json.dumps(verdict, indent=2) if cfg.json else render(verdict))
     if not verdict["ok"]:
         raise BadInput(failure_line(verdict))

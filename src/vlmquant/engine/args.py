@@ -95,3 +95,51 @@ def server_flags(kwargs: dict[str, Any]) -> list[str]:
         else:
             flags += [flag, str(value)]
     return flags
+
+
+def tensor_parallel_problems(config: dict[str, Any], tp: int) -> list[str]:
+    """What stops vLLM from sharding this Qwen2.5-VL config over `tp` GPUs: attention heads
+    (text and vision) split evenly, and KV heads either split evenly or replicated (tp a
+    multiple of them), as vLLM's QKV-parallel linear requires."""
+    text = config.get("text_config", config)
+    vision = config.get("vision_config", {})
+    heads, kv = text.get("num_attention_heads"), text.get("num_key_value_heads")
+    problems = []
+    if heads and heads % tp:
+        problems.append(f"{heads} attention heads are not divisible by tensor parallel size {tp}")
+    if kv and kv % tp and tp % kv:
+        problems.append(f"{kv} KV heads neither divide by tensor parallel size {tp} nor divide it")
+    if vision.get("num_heads") and vision["num_heads"] % tp:
+        problems.append(
+            f"{vision['num_heads']} vision attention heads are not divisible by tensor "
+            f"parallel size {tp}"
+        )
+    return problems
+
+
+def check_tensor_parallel(
+    model_dir: Path, tp: int, flag: str = "--tensor-parallel-size", need_devices: bool = True
+) -> None:
+    """Bad input before an engine starts: a size below 1, more GPUs than visible (when
+    `need_devices`), or a size the checkpoint's heads cannot be split by (named)."""
+    import json
+
+    from vlmquant.core.errors import BadInput
+
+    if tp < 1:
+        raise BadInput(f"{flag} {tp}: must be at least 1")
+    if tp == 1:
+        return
+    config = json.loads((model_dir / "config.json").read_text())
+    problems = tensor_parallel_problems(config, tp)
+    if problems:
+        raise BadInput(f"{flag} {tp}: {model_dir}: {problems[0]}; pick a size that divides them")
+    if need_devices:
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if tp > visible:
+            raise BadInput(
+                f"{flag} {tp}: asks for {tp} GPUs, {visible} visible here; pass at most "
+                f"{max(visible, 1)}"
+            )

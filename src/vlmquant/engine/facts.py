@@ -26,16 +26,35 @@ def engine_facts(llm) -> dict[str, Any]:
 
 def loaded_model_facts(model) -> dict[str, Any]:
     """Runs inside vLLM's worker: what the loaded model is made of."""
-    return {
+    facts = {
         "layer_methods": linear_methods(model),
         "kernels": kernel_choices(model),
         "weight_bytes": weight_bytes(model),
     }
+    packed = packed_linears(model)
+    if packed:
+        facts["weight_bytes_excludes"] = (
+            f"{packed} linears whose weights the CPU build repacked for oneDNN / its GEMM "
+            "kernels and removed from the module (held by the kernel, not as parameters)"
+        )
+    return facts
 
 
 def weight_bytes(model) -> int:
     """Runs inside vLLM's worker: bytes of every parameter and buffer as loaded."""
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def packed_linears(model) -> int:
+    """Runs inside vLLM's worker: linears the CPU build's unquantized GEMM dispatch repacked
+    (`cpu_linear` set, `weight` left empty), whose bytes `weight_bytes` cannot see."""
+    return sum(
+        1
+        for m in model.modules()
+        if hasattr(m, "cpu_linear")
+        and getattr(m, "weight", None) is not None
+        and m.weight.numel() == 0
+    )
 
 
 def linear_methods(model) -> dict[str, int]:

@@ -68,6 +68,7 @@ class EvalConfig:
     )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
     max_model_len: int = setting(2048, "vLLM max model length for scoring")
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs) for scoring")
     gpu_memory_utilization: float = setting(
         0.5,
         "vLLM's GPU memory share for scoring (this process keeps its CUDA context beside it)",
@@ -135,6 +136,11 @@ def validate(cfg: EvalConfig) -> str:
             )
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     contract.check_checkpoint(cfg.quantized, "--quantized")
+    if cfg.vllm:
+        from vlmquant.engine.args import check_tensor_parallel
+
+        for path in (cfg.base, cfg.quantized):
+            check_tensor_parallel(path, cfg.tensor_parallel_size)
     ta, tb = (_vocabulary(p) for p in (cfg.base, cfg.quantized))
     if ta is not None and tb is not None and ta != tb:
         raise BadInput(
@@ -229,6 +235,7 @@ def run_vllm(
                 max_model_len=cfg.max_model_len,
                 enforce_eager=True,
                 gpu_memory_utilization=cfg.gpu_memory_utilization,
+                tensor_parallel_size=cfg.tensor_parallel_size,
             ),
             "task": "vlmquant.eval.vllm_scores:score_tokens",
             "token_prompts": token_prompts,

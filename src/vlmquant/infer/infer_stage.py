@@ -66,6 +66,11 @@ def validate(cfg: InferConfig) -> list[Prompt]:
     check_checkpoint(cfg.model, "--model")
     if cfg.compare is not None:
         check_checkpoint(cfg.compare, "--compare")
+    from vlmquant.engine.args import check_tensor_parallel
+
+    for path in (cfg.model, cfg.compare):
+        if path is not None:
+            check_tensor_parallel(path, cfg.tensor_parallel_size)
     if cfg.expect_fp8 and not is_quantized(cfg.model):
         raise BadInput(
             f"--expect-fp8: {cfg.model} has no hf_quant_config.json, so it is not a "

@@ -184,6 +184,21 @@ def copy_processor_files(src: Path, dst: Path, processor) -> None:
         processor.save_pretrained(dst)
 
 
+def record_check_vllm(export: Path) -> dict | str:
+    """check-vllm against the installed vLLM, recorded as check_vllm.json in the export (the
+    report shows it); a summary for run.json, or why it did not run."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "not run: vLLM is not importable here"
+    from vlmquant.checkpoint import check_vllm
+
+    verdict = check_vllm.check(export)
+    verdict["checkpoint"] = "(this export)"  # the temporary path it was checked at means nothing
+    (export / "check_vllm.json").write_text(dump_json(verdict))
+    return {k: verdict[k] for k in ("ok", "vllm_version", "vllm_build", "tensors_checked")}
+
+
 def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
     out = cfg.out or default_out(cfg)
@@ -267,6 +282,8 @@ def run(cfg: QuantizeConfig) -> Path:
             budget.annotate(pmap, choice)
             (tmp / "kld_budget.json").write_text(dump_json(choice))
         (tmp / "precision_map.json").write_text(dump_json(pmap))
+        with record.timed("check_vllm"):
+            verdict = record_check_vllm(tmp)
         summary = summarize(tmp)
         record.extra = {
             "device": device,
@@ -284,6 +301,7 @@ def run(cfg: QuantizeConfig) -> Path:
             "outside_language_model": outside,
             "fused_scales": fused,
             "precision_counts": pmap["counts"],
+            "check_vllm": verdict,
             "size": {
                 k: summary[k]
                 for k in (
@@ -298,6 +316,11 @@ def run(cfg: QuantizeConfig) -> Path:
         (tmp / "run.json").write_text(dump_json(record.data()))
     if choice is not None:
         print(budget.verdict_line(choice))
+    if isinstance(verdict, dict) and not verdict["ok"]:
+        print(
+            f"quantize: the export FAILS check-vllm against vLLM {verdict['vllm_version']}: "
+            f"see {out / 'check_vllm.json'}"
+        )
     print(
         f"quantize: {summary['format']}, {summary['safetensors_gib']:.3f} GiB, "
         f"{pmap['counts'].get('FP8_E4M3', 0)} FP8 modules -> {out}"

@@ -46,7 +46,11 @@ class ReportConfig:
     index: Path | None = setting(
         None, "reports index to write (default: reports/index.md beside models/)"
     )
-    check_vllm: bool = setting(True, "run check-vllm on each variant for its section")
+    check_vllm: bool = setting(
+        True,
+        "for a variant without a recorded check-vllm verdict, check it now against the "
+        "installed vLLM (labelled as not recorded)",
+    )
 
 
 def _load(path: Path) -> Any | None:
@@ -277,15 +281,39 @@ def performance(bench: dict[str, Any], variant: str) -> list[str]:
     return lines + (["", "Speed goals:", "", *goals] if goals else []) + [""]
 
 
-def compatibility(variant: Path) -> list[str]:
+def compatibility(variant: Path, live: bool) -> list[str]:
+    """The check-vllm verdict quantize recorded with the export (check_vllm.json); without
+    one, a live check against the installed vLLM when `live`, labelled as such."""
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is None:
-        return not_run("vLLM is not importable here.", f"vlmquant check-vllm {variant}")
     from vlmquant.checkpoint import check_vllm
 
+    recorded = _load(variant / "check_vllm.json")
+    if recorded is not None:
+        return [
+            "Recorded by quantize when it wrote the export:",
+            "",
+            "```",
+            check_vllm.render(recorded),
+            "```",
+            "",
+        ]
+    if not live:
+        return not_run(
+            "No check-vllm verdict recorded with the export.", f"vlmquant check-vllm {variant}"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        return not_run("vLLM is not importable here.", f"vlmquant check-vllm {variant}")
     verdict = check_vllm.check(variant)
-    return ["```", check_vllm.render(verdict), "```", ""]
+    return [
+        "Not recorded with the export: checked now, while rendering this report, against the "
+        "installed vLLM:",
+        "",
+        "```",
+        check_vllm.render(verdict),
+        "```",
+        "",
+    ]
 
 
 def reproduce(runs: list[dict[str, Any] | None]) -> list[str]:
@@ -346,11 +374,7 @@ def render_variant(
             f"vlmquant bench --model {base} --model {variant} --out {root / 'runs' / 'bench.json'}",
         )
     )
-    out["vLLM compatibility"] = (
-        compatibility(variant)
-        if do_check
-        else not_run("check-vllm was skipped (--no-check-vllm).", f"vlmquant check-vllm {variant}")
-    )
+    out["vLLM compatibility"] = compatibility(variant, do_check)
     infer_run = _load(infer_dir / "run.json")
     out["Reproduce"] = reproduce([run, infer_run, fid["run"] if fid else None])
     lines = [

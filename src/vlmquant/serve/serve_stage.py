@@ -75,6 +75,9 @@ def validate(cfg: ServeConfig) -> None:
     from vlmquant.checkpoint.contract import check_checkpoint
 
     check_checkpoint(cfg.model, "--model")
+    from vlmquant.engine.args import check_tensor_parallel
+
+    check_tensor_parallel(cfg.model, cfg.tensor_parallel_size, need_devices=not cfg.print_command)
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
     extra_flags(cfg)

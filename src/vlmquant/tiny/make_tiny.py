@@ -104,9 +104,38 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
+def _big(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int) -> dict[str, Any]:
+    """The larger Qwen2.5-VL-Instruct checkpoints: the 3B's vision tower (its output projected to
+    the language model's width), vocabulary 152064, untied embeddings, head dim 128."""
+    big = SHAPES["3b"]
+    return {
+        "text": dict(
+            big["text"],
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            vocab_size=152064,
+        ),
+        "vision": dict(big["vision"], out_hidden_size=hidden),
+        "pixels": big["pixels"],
+        "init_std": 0.02,
+        "tie_word_embeddings": False,
+    }
+
+
+SHAPES["7b"] = _big(3584, 28, 28, 4, 18944)
+SHAPES["32b"] = _big(5120, 64, 40, 8, 27648)
+SHAPES["72b"] = _big(8192, 80, 64, 8, 29568)
+
+
 DEFAULT_OUT = {
     "tiny": Path("models/tiny_qwen2_5_vl/checkpoints/tiny"),
     "3b": Path("models/qwen2_5_vl_3b_random/checkpoints/random"),
+    "7b": Path("models/qwen2_5_vl_7b_random/checkpoints/random"),
+    "32b": Path("models/qwen2_5_vl_32b_random/checkpoints/random"),
+    "72b": Path("models/qwen2_5_vl_72b_random/checkpoints/random"),
     "qwen2.5-coder-0.5b-instruct": Path(
         "models/qwen2_5_coder_0_5b_vl/checkpoints/Qwen2.5-Coder-0.5B-Instruct-VL"
     ),
@@ -122,7 +151,10 @@ class MakeTinyConfig:
     )
     seed: int = setting(0, "weight-initialisation seed")
     shape: str = setting(
-        "tiny", "model shape: tiny (CPU tests) or 3b (Qwen2.5-VL-3B shape)", choices=["tiny", "3b"]
+        "tiny",
+        "model shape: tiny (CPU tests), or the shape of Qwen2.5-VL-3B/7B/32B/72B-Instruct "
+        "(random weights, for GPU timing)",
+        choices=["tiny", "3b", "7b", "32b", "72b"],
     )
     device: str = setting(
         "auto",
@@ -231,7 +263,7 @@ def build_config(spec: dict[str, Any], tok) -> Any:
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
+        tie_word_embeddings=spec.get("tie_word_embeddings", True),
     )
     cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     cfg.dtype = "bfloat16"
@@ -270,11 +302,12 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    device = resolve_device(cfg.device, prefer_gpu=cfg.shape == "3b")
+    device = resolve_device(cfg.device, prefer_gpu=cfg.shape != "tiny")
     spec = SHAPES[cfg.shape]
+    tok = build_tokenizer()
+    config = build_config(spec, tok)
+    check_room(config, out, device, cfg.shape)
     with atomic_dir(out, cfg.force) as tmp:
-        tok = build_tokenizer()
-        config = build_config(spec, tok)
         torch.manual_seed(cfg.seed)
         with torch.device(device):
             model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16)
@@ -286,6 +319,46 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
         f"seed {cfg.seed} -> {out}"
     )
+
+
+def parameter_count(config) -> int:
+    """Parameters of the architecture for `config`, counted on the meta device (no memory)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_room(config, out: Path, device: str, shape: str) -> None:
+    """Enough free disk beside `out` and memory on the build device for the BF16 weights, or
+    exit 2 saying how much is needed (before anything is built)."""
+    import shutil
+
+    import torch
+
+    need = parameter_count(config) * 2
+    parent = next(p for p in [out.parent, *out.parents] if p.exists())
+    free = shutil.disk_usage(parent).free
+    gib = 2**30
+    if need * 1.05 > free:
+        raise BadInput(
+            f"make-tiny --shape {shape}: its BF16 weights need {need / gib:.1f} GiB on disk, "
+            f"{free / gib:.1f} GiB free under {parent}; pass --out on a larger disk"
+        )
+    if device == "cuda":
+        room = torch.cuda.mem_get_info()[0]
+        where = "free on the GPU"
+    else:
+        import psutil
+
+        room, where = psutil.virtual_memory().available, "of host memory available"
+    if need * 1.1 > room:
+        raise BadInput(
+            f"make-tiny --shape {shape}: building its BF16 weights needs {need / gib:.1f} GiB, "
+            f"{room / gib:.1f} GiB {where}; build it on a larger machine (--device cuda/cpu)"
+        )
 
 
 def build_trained(cfg: MakeTinyConfig, out: Path) -> str:
@@ -369,9 +442,11 @@ def run(cfg: MakeTinyConfig) -> Path:
     # transformers' GGUF conversion bars, load reports and warnings go beside the checkpoint
     log = out.with_name(f"{out.name}.make-tiny.log")
     log.unlink(missing_ok=True)
-    with library_output(log):
-        done = (build_trained if cfg.lm or cfg.lm_gguf else build_random)(cfg, out)
-    if log.is_file() and log.stat().st_size == 0:
-        log.unlink()
+    try:
+        with library_output(log):
+            done = (build_trained if cfg.lm or cfg.lm_gguf else build_random)(cfg, out)
+    finally:
+        if log.is_file() and log.stat().st_size == 0:
+            log.unlink()
     print(done + ("" if verbose() or not log.is_file() else f" (library output: {log})"))
     return out
