@@ -98,7 +98,9 @@ def test_big_shapes_are_the_real_checkpoints_and_refuse_a_disk_too_small(tmp_pat
     from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer, parameter_count
 
     tok = build_tokenizer()
-    billions = {s: parameter_count(build_config(SHAPES[s], tok)) / 1e9 for s in ("7b", "32b", "72b")}
+    billions = {
+        s: parameter_count(build_config(SHAPES[s], tok)) / 1e9 for s in ("7b", "32b", "72b")
+    }
     assert 8.2 < billions["7b"] < 8.4 and 33 < billions["32b"] < 34 and 73 < billions["72b"] < 74
     code, err = cli("make-tiny", "--shape", "72b", "--out", tmp_path / "big", "--device", "cpu")
     assert code == 2 and "GiB" in err and err.count("\n") == 1
