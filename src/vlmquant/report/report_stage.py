@@ -95,8 +95,28 @@ def ptq(run: dict[str, Any]) -> list[str]:
         "- time (s): " + ", ".join(f"{k} {t}" for k, t in run["timings_s"].items()),
         "- peak memory: " + ", ".join(f"{k} {m}" for k, m in run["memory"].items()),
         f"- fused-scale unification: {run['fused_scales']}",
+        *budget_lines(run.get("kld_budget")),
         "",
     ]
+
+
+def budget_lines(choice: dict[str, Any] | None) -> list[str]:
+    """The --kld-budget choice: every unit kept BF16 with the measured cost that put it there."""
+    if not choice:
+        return []
+    m = choice["measured"]
+    lines = [
+        f"- KLD budget {choice['budget']:g}: {'met' if choice['met'] else 'MISSED'} — measured "
+        f"{m['kld_mean']:.4f} (predicted {choice['predicted_kld']:.4f}) on {m['tokens']} tokens; "
+        f"{choice['share_of_saving_kept']:.0%} of the whole export's weight-bytes saving kept; "
+        f"KV cache {'FP8' if choice['kv_cache_fp8'] else 'BF16 (its FP8 capacity given up)'}",
+    ]
+    for k in choice["kept_bf16"]:
+        lines.append(
+            f"  - kept BF16: `{k['unit']}`, cost KLD {k['cost']:.4g} with only it in FP8, "
+            f"{k['weight_bytes_saved'] / 2**20:.2f} MiB it would have saved"
+        )
+    return lines
 
 
 def scheme(run: dict[str, Any], pmap: dict[str, Any]) -> list[str]:
