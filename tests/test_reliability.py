@@ -196,3 +196,64 @@ def test_a_prompt_image_that_is_not_an_image_is_found_before_any_engine(tiny_mod
     code, err = cli("infer", "--model", tiny_model, "--prompts", prompts, "--out-dir", out)
     assert code == 2 and "photo.png is not a readable image" in err and "line 1" in err
     assert not out.exists()
+
+
+# Careless inputs found by a CLI audit (this session's second round); each is one line, exit 2,
+# before any model loads or engine starts, and nothing is written.
+CARELESS = [
+    (["make-tiny", "--seed", "x"], "--seed: invalid int value"),
+    (["make-tiny", "--seed", "-1"], "--seed -1: must be at least 0"),
+    (["quantize", "--qformat", "fp8_pc"], "invalid choice"),
+    (["quantize", "--calib-size", "0"], "--calib-size 0: must be at least 1"),
+    (["infer", "--max-tokens", "0"], "--max-tokens 0: must be at least 1"),
+    (["infer", "--top-p", "1.5"], "--top-p 1.5: must be between 0 and 1"),
+    (["eval", "--gpu-memory-utilization", "2"], "must be between 0.01 and 1"),
+    (["eval", "--max-model-len", "0"], "--max-model-len 0: must be at least 1"),
+    (["bench", "--repeats", "0"], "--repeats 0: must be at least 1"),
+    (["bench", "--concurrency", "4", "0"], "--concurrency 0: must be at least 1"),
+    (["serve", "--port", "0"], "--port 0: must be between 1 and 65535"),
+    (["check-vllm", "--tensor-parallel-size", "0", "x"], "must be at least 1"),
+    (["sensitivity", "--kernels", "foo"], "invalid choice"),
+    (["calib", "--demo", "--num-samples", "0"], "must be at least 1"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), CARELESS, ids=[" ".join(a) for a, _ in CARELESS])
+def test_careless_flags_are_one_line_exit_2(args, says, cli):
+    code, err = cli(*args)
+    assert code == 2 and says in err and err.count("\n") == 1, err
+
+
+def test_ranges_hold_for_recipes_too(tmp_path, cli):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[infer]\nmax_tokens = 0\n")
+    code, err = cli("infer", "--recipe", recipe)
+    assert code == 2 and "--max-tokens 0: must be at least 1" in err
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_first(tiny_model, demo_calib, cli):
+    """/proc exists, and root passes every permission check, yet nothing can be created there:
+    the check is a real write, made before any work."""
+    for args in (
+        ["sensitivity", "--base", tiny_model, "--calib", demo_calib, "--out", "/proc/x.json"],
+        [
+            "eval",
+            "--base",
+            tiny_model,
+            "--quantized",
+            tiny_model,
+            "--no-expect-quantized",
+            "--out",
+            "/proc/x.json",
+        ],  # fmt: skip
+        ["calib", "--demo", "--num-samples", "4", "--out", "/proc/x/c.txt"],
+    ):
+        code, err = cli(*args)
+        assert code == 2 and "cannot be written" in err and err.count("\n") == 1, (args, err)
+
+
+def test_prompts_that_are_not_utf8(tiny_model, tmp_path, cli):
+    bad = tmp_path / "p.jsonl"
+    bad.write_bytes(b"\xff\xfe{}")
+    code, err = cli("infer", "--model", tiny_model, "--out-dir", tmp_path / "o", "--prompts", bad)
+    assert code == 2 and "not UTF-8" in err and not (tmp_path / "o").exists()

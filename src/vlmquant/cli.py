@@ -21,8 +21,15 @@ from vlmquant.core.quiet import VERBOSE_ENV
 from vlmquant.stages import STAGES, Stage
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the flag and where the fix is (exit 2), not a usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="vlmquant",
         description="FP8 post-training quantization of vision-language models with NVIDIA "
         "ModelOpt, checked in vLLM. Each subcommand is one pipeline stage; "
@@ -30,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `vlmquant <stage> --help` for a stage's settings.",
     )
     parser.add_argument("--version", action="version", version=f"vlmquant {__version__}")
-    sub = parser.add_subparsers(dest="stage", metavar="<stage>", required=True)
+    sub = parser.add_subparsers(
+        dest="stage", metavar="<stage>", required=True, parser_class=OneLineParser
+    )
     for stage in STAGES:
         module = importlib.import_module(stage.module)
         settings = getattr(module, stage.settings)

@@ -128,4 +128,8 @@ def load_prompts(path: Path | None) -> list[Prompt]:
         return default_suite()
     if not path.is_file():
         raise BadInput(f"--prompts {path}: no such file; pass a jsonl file of prompts")
-    return parse_prompts(path.read_text().splitlines(), f"--prompts {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"--prompts {path}: not UTF-8 text; pass a jsonl file of prompts") from None
+    return parse_prompts(text.splitlines(), f"--prompts {path}")

@@ -47,11 +47,11 @@ class BenchConfig:
     modes: list[str] = setting(
         ["default", "eager"], "default (torch.compile + CUDA graphs) and/or eager"
     )
-    single_stream: list[int] = setting([128, 256], "single-stream prompt and output lengths")
-    concurrency: list[int] = setting([1, 8, 64, 256], "concurrent requests")
+    single_stream: list[int] = setting([128, 256], "single-stream prompt and output lengths", low=1)
+    concurrency: list[int] = setting([1, 8, 64, 256], "concurrent requests", low=1)
     shapes: list[str] = setting(["128x256", "512x256", "2048x128"], "input x output lengths")
-    repeats: int = setting(3, "repeats of the single-stream and image cases")
-    matrix_repeats: int = setting(1, "repeats of each concurrency case")
+    repeats: int = setting(3, "repeats of the single-stream and image cases", low=1)
+    matrix_repeats: int = setting(1, "repeats of each concurrency case", low=1)
     matrix: bool = setting(True, "run the concurrency x shapes matrix (--no-matrix: skip it)")
     engine_arg: list[str] = setting(
         [],
@@ -67,6 +67,7 @@ class BenchConfig:
         0,
         "also profile this many single-stream decode steps per engine (torch profiler, GPU "
         "time by kernel category vs wall time; CUDA only; 0 = off)",
+        low=0,
     )
     image: str | None = setting(
         "red_circle", "image for the image-prefill case: a drawn-image name or a file ('' to skip)"
@@ -75,20 +76,28 @@ class BenchConfig:
         448,
         "side in pixels of a drawn image (448: 1,024 patches through the vision tower, 256 "
         "language-model tokens)",
+        low=28,
     )
     gpu_memory_utilization: float | None = setting(
-        None, "vLLM GPU memory share (same for all models, so KV capacity compares)"
+        None,
+        "vLLM GPU memory share (same for all models, so KV capacity compares)",
+        low=0.01,
+        high=1,
     )
-    max_model_len: int = setting(4096, "vLLM max model length")
-    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)")
+    max_model_len: int = setting(4096, "vLLM max model length", low=1)
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
     serve: bool = setting(False, "benchmark behind `vllm serve` with `vllm bench serve`")
-    engine_starts: int = setting(3, "--serve: fresh servers per model (the spread needs >= 3)")
-    serve_shape: str = setting("512x256", "--serve: random text INPUTxOUTPUT tokens")
-    serve_prompts: int = setting(4, "--serve: requests per unit of concurrency (>= 16 a level)")
-    image_sizes: list[int] = setting(
-        [448, 896, 1344], "--serve: square image sides for the image-TTFT runs (none: skip)"
+    engine_starts: int = setting(
+        3, "--serve: fresh servers per model (the spread needs >= 3)", low=1
     )
-    image_requests: int = setting(8, "--serve: image requests per size")
+    serve_shape: str = setting("512x256", "--serve: random text INPUTxOUTPUT tokens")
+    serve_prompts: int = setting(
+        4, "--serve: requests per unit of concurrency (>= 16 a level)", low=1
+    )
+    image_sizes: list[int] = setting(
+        [448, 896, 1344], "--serve: square image sides for the image-TTFT runs (none: skip)", low=28
+    )
+    image_requests: int = setting(8, "--serve: image requests per size", low=1)
     timeout: float = setting(1800.0, "seconds one engine (start and runs) may take")
     force: bool = setting(False, "replace an existing output file")
 

@@ -40,7 +40,7 @@ class CalibConfig:
     )
     text_column: str = setting("caption", "caption column of --hf-dataset")
     demo: bool = setting(False, "use the synthetic caption set the project ships (no download)")
-    num_samples: int = setting(4096, "captions to draw")
+    num_samples: int = setting(4096, "captions to draw", low=1)
     seed: int = setting(1234, "sampling seed")
     allow_fewer: bool = setting(False, "accept fewer usable captions than --num-samples")
     force: bool = setting(False, "replace existing outputs")

@@ -47,7 +47,9 @@ class CheckVllmConfig:
     checkpoint: Path = setting(Path("."), "checkpoint folder to check", positional=True)
     json: bool = setting(False, "print the verdict as JSON")
     tensor_parallel_size: int = setting(
-        1, "also check the heads split over this many GPUs as vLLM's tensor parallelism needs"
+        1,
+        "also check the heads split over this many GPUs as vLLM's tensor parallelism needs",
+        low=1,
     )
 
 

@@ -20,7 +20,9 @@ from vlmquant.core.errors import BadInput
 
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"` optional."""
+    """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"`, and the
+    allowed range of a number `low=` / `high=` (inclusive; checked for flags and recipes alike)
+    optional."""
     if isinstance(default, list | dict):
         return dataclasses.field(
             default_factory=lambda: type(default)(default), metadata={"help": help, **extra}
@@ -130,6 +132,7 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
             raise BadInput(
                 f"[{section}] {name} = {value!r}: not one of {', '.join(map(str, allowed))}"
             )
+        _check_range(fields[name], items)
         tp = _base_type(hints[name])
         if tp is Path and value is not None:
             values[name] = Path(value)
@@ -139,6 +142,20 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
                 items = [Path(v) for v in items]
             values[name] = items
     return cls(**values)
+
+
+def _check_range(field: dataclasses.Field, items: list) -> None:
+    low, high = field.metadata.get("low"), field.metadata.get("high")
+    for v in items:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        if (low is not None and v < low) or (high is not None and v > high):
+            span = (
+                f"between {low} and {high}"
+                if low is not None and high is not None
+                else (f"at least {low}" if low is not None else f"at most {high}")
+            )
+            raise BadInput(f"{_flag(field)} {v}: must be {span}")
 
 
 def _check_recipe_type(section: str, key: str, value: Any, hint: Any) -> None:

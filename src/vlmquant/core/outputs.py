@@ -15,11 +15,30 @@ from vlmquant.core.errors import BadInput
 
 
 def check_output(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output unless --force."""
+    """Refuse to overwrite an existing output unless --force, and an output whose folder cannot
+    be written (before any work is done)."""
     if path.exists() and not force:
         raise BadInput(
             f"output {path} already exists; pass --force to replace it or choose another path"
         )
+    writable_folder(path.parent)
+
+
+def writable_folder(folder: Path) -> None:
+    """`folder` exists and is writable, or can be made: else bad input naming it."""
+    probe = folder.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    try:  # a real write: permission bits say nothing for root, or on /proc and read-only mounts
+        if not probe.is_dir():
+            raise OSError
+        fd, name = tempfile.mkstemp(prefix=".vlmquant-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError:
+        raise BadInput(
+            f"{folder}: cannot be written (check {probe}); pass another output path"
+        ) from None
 
 
 def check_apart(out: Path, inputs: dict[str, Path | None], may_sit_inside: tuple = ()) -> None:

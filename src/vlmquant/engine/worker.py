@@ -145,13 +145,35 @@ def run_worker(
     return json.loads(result_path.read_text())
 
 
+def too_long(e: Exception, spec: dict) -> BadInput | None:
+    """vLLM's refusal of a prompt longer than the engine's context as bad input naming the
+    setting (the user chose --max-model-len; nothing is wrong with the engine)."""
+    text = str(e)
+    if (
+        type(e).__name__ == "VLLMValidationError"
+        and "maximum context length" in text
+        or ("longer than the maximum model length" in text)
+    ):
+        n = spec.get("engine", {}).get("max_model_len")
+        return BadInput(
+            f"--max-model-len {n}: {text.split('. ')[1].strip()}; raise --max-model-len"
+        )
+    return None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m vlmquant.engine.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
     try:
-        result = execute(spec)
+        try:
+            result = execute(spec)
+        except Exception as e:
+            bad = too_long(e, spec)
+            if bad is None:
+                raise
+            raise bad from None
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

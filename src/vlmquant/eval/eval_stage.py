@@ -49,14 +49,14 @@ class EvalConfig:
     out: Path | None = setting(None, "JSON file to write")
     calib: Path | None = setting(None, "calibration set .txt, to hold its captions out")
     max_samples: int = setting(
-        48, "built-in text samples (shipped paragraphs first, then held-out captions)"
+        48, "built-in text samples (shipped paragraphs first, then held-out captions)", low=0
     )
     text: Path | None = setting(
         None, "your held-out text, one sample a line (UTF-8); replaces the built-in text set"
     )
     text_with_builtin: bool = setting(False, "with --text: keep the built-in text set beside it")
-    image_samples: int = setting(8, "image+text samples on drawn pictures")
-    seq_len: int = setting(256, "max tokens per text sample")
+    image_samples: int = setting(8, "image+text samples on drawn pictures", low=0)
+    seq_len: int = setting(256, "max tokens per text sample", low=2)
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     kernels: str = setting(
         "auto",
@@ -67,11 +67,13 @@ class EvalConfig:
         choices=["auto", "cuda", "cpu", "modelopt"],
     )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
-    max_model_len: int = setting(2048, "vLLM max model length for scoring")
-    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs) for scoring")
+    max_model_len: int = setting(2048, "vLLM max model length for scoring", low=1)
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs) for scoring", low=1)
     gpu_memory_utilization: float = setting(
         0.5,
         "vLLM's GPU memory share for scoring (this process keeps its CUDA context beside it)",
+        low=0.01,
+        high=1,
     )
     lm_eval: str | None = setting(
         None,

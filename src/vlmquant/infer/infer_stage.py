@@ -43,13 +43,15 @@ class InferConfig:
         "seed's five text prompts + drawn-image prompts",
     )
     compare: Path | None = setting(None, "BF16 base checkpoint to run on the same suite")
-    temperature: float = setting(0.0, "sampling temperature (0: greedy; the seed used 0.7)")
-    top_p: float = setting(1.0, "nucleus sampling (the seed used 0.9)")
-    max_tokens: int = setting(64, "tokens to generate per prompt")
+    temperature: float = setting(0.0, "sampling temperature (0: greedy; the seed used 0.7)", low=0)
+    top_p: float = setting(1.0, "nucleus sampling (the seed used 0.9)", low=0, high=1)
+    max_tokens: int = setting(64, "tokens to generate per prompt", low=1)
     seed: int = setting(0, "sampling seed")
-    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)")
-    gpu_memory_utilization: float | None = setting(None, "vLLM GPU memory share (vLLM default)")
-    max_model_len: int = setting(4096, "vLLM max model length")
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
+    gpu_memory_utilization: float | None = setting(
+        None, "vLLM GPU memory share (vLLM default)", low=0.01, high=1
+    )
+    max_model_len: int = setting(4096, "vLLM max model length", low=1)
     kv_cache_dtype: str = setting(
         "auto",
         "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16",

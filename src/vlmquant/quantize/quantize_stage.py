@@ -61,9 +61,9 @@ class QuantizeConfig:
         choices=["text", "image-text"],
     )
     images: Path | None = setting(None, "folder of the calib set's images (image-text mode)")
-    calib_size: int = setting(4096, "calibration samples")
-    calib_seq: int = setting(512, "max tokens per text calibration sample")
-    batch_size: int = setting(0, "calibration batch size (0: auto by memory)")
+    calib_size: int = setting(4096, "calibration samples", low=1)
+    calib_seq: int = setting(512, "max tokens per text calibration sample", low=8)
+    batch_size: int = setting(0, "calibration batch size (0: auto by memory)", low=0)
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     seed: int = setting(1234, "random seed")
     unify_fused_scales: bool = setting(

@@ -25,7 +25,7 @@ from vlmquant.checkpoint.headers import summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
-from vlmquant.core.outputs import write_text_atomic
+from vlmquant.core.outputs import writable_folder, write_text_atomic
 
 SECTIONS = (
     "Models and sizes",
@@ -475,15 +475,6 @@ def run(cfg: ReportConfig) -> Path:
     write_text_atomic(index_path, index_text)
     print(f"report: {index_path}")
     return report_dir
-
-
-def writable_folder(folder: Path) -> None:
-    """`folder` exists and is writable, or can be made: else bad input naming it."""
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise BadInput(f"{folder}: cannot be written (check {probe}); pass another output path")
 
 
 def index_markdown(root: Path, rows: list, index_path: Path) -> str:

@@ -52,12 +52,14 @@ class SensitivityConfig:
     kv_cache_qformat: str = setting(
         "fp8", "KV cache format of the export measured", choices=list(qconfig.KV_FORMATS)
     )
-    calib_size: int = setting(512, "calibration samples (fewer are accepted)")
-    max_samples: int = setting(12, "built-in text samples to score (paragraphs, held-out captions)")
+    calib_size: int = setting(512, "calibration samples (fewer are accepted)", low=1)
+    max_samples: int = setting(
+        12, "built-in text samples to score (paragraphs, held-out captions)", low=0
+    )
     text: Path | None = setting(
         None, "your held-out text, one sample a line (replaces the built-in)"
     )
-    seq_len: int = setting(256, "max tokens per text sample")
+    seq_len: int = setting(256, "max tokens per text sample", low=2)
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     kernels: str = setting(
         "auto",

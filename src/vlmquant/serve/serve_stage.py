@@ -29,18 +29,20 @@ from vlmquant.engine.args import engine_kwargs
 class ServeConfig:
     model: Path | None = setting(None, "checkpoint folder (BF16 or ModelOpt FP8 export)")
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
-    port: int = setting(8000, "port to listen on")
+    port: int = setting(8000, "port to listen on", low=1, high=65535)
     served_model_name: str | None = setting(
         None, "the model name clients send (default: the checkpoint folder's name)"
     )
-    max_model_len: int = setting(4096, "vLLM max model length")
+    max_model_len: int = setting(4096, "vLLM max model length", low=1)
     kv_cache_dtype: str = setting(
         "auto",
         "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16",
         choices=["auto", "fp8", "fp8_e4m3", "bfloat16"],
     )
-    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)")
-    gpu_memory_utilization: float | None = setting(None, "vLLM GPU memory share (vLLM default)")
+    tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
+    gpu_memory_utilization: float | None = setting(
+        None, "vLLM GPU memory share (vLLM default)", low=0.01, high=1
+    )
     enforce_eager: bool = setting(False, "disable torch.compile and CUDA graphs")
     vllm_args: str = setting("", 'more `vllm serve` flags, one string (e.g. "--max-num-seqs 64")')
     print_command: bool = setting(False, "print the vllm serve command and exit")

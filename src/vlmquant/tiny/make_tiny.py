@@ -149,7 +149,7 @@ class MakeTinyConfig:
         "checkpoint folder to write (default: models/tiny_qwen2_5_vl/checkpoints/tiny; per "
         "--shape or --lm, see the docstring)",
     )
-    seed: int = setting(0, "weight-initialisation seed")
+    seed: int = setting(0, "weight-initialisation seed", low=0)
     shape: str = setting(
         "tiny",
         "model shape: tiny (CPU tests), or the shape of Qwen2.5-VL-3B/7B/32B/72B-Instruct "
