@@ -191,3 +191,17 @@ def test_run_json_records_settings_and_steps(quantized):
         "max_seq": 512,
         "algorithm": "max",
     }
+
+
+def test_unpadded_calibration_is_opt_in_and_changes_only_scales(quantized, cli):
+    """--calib-padding none: each caption alone, so no pad position enters any max; the
+    default stays hf_ptq's padded batches. Same tensors, some scales differ, vLLM-loadable."""
+    padded, alone = quantized(), quantized("--calib-padding", "none")
+    a, b = load_file(padded / "model.safetensors"), load_file(alone / "model.safetensors")
+    assert a.keys() == b.keys()
+    scales = [k for k in a if k.endswith(("input_scale", "k_scale", "v_scale"))]
+    assert any(not torch.equal(a[k], b[k]) for k in scales)
+    run = json.loads((alone / "run.json").read_text())
+    assert run["calibration"]["padding"] == "none" and run["calibration"]["batch_size"] == 1
+    assert json.loads((padded / "run.json").read_text())["calibration"]["padding"] == "hf_ptq"
+    assert cli("check-vllm", alone)[0] == 0

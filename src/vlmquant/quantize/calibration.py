@@ -158,6 +158,28 @@ def text_forward_loop(
     return create_forward_loop(dataloader=loader), len(loader.dataset)
 
 
+def unpadded_text_forward_loop(
+    tokenizer, samples: list[Sample], calib_seq: int, device: str
+) -> tuple[Callable, int]:
+    """Text calibration with no pad positions (`--calib-padding none`, opt-in): each sample
+    alone, truncated at `calib_seq` tokens, positions from 0, so only real tokens' activations
+    enter the max (hf_ptq's padded batches also shift every row's rotary positions by its
+    padding)."""
+    import torch
+
+    encoded = [
+        tokenizer(s.text, truncation=True, max_length=calib_seq, return_tensors="pt")["input_ids"]
+        for s in samples
+    ]
+
+    def loop(model) -> None:
+        with torch.no_grad():
+            for ids in encoded:
+                model(input_ids=ids.to(device), use_cache=False)
+
+    return loop, len(encoded)
+
+
 def image_text_forward_loop(
     model,
     processor,

@@ -63,6 +63,12 @@ class QuantizeConfig:
     images: Path | None = setting(None, "folder of the calib set's images (image-text mode)")
     calib_size: int = setting(4096, "calibration samples", low=1)
     calib_seq: int = setting(512, "max tokens per text calibration sample", low=8)
+    calib_padding: str = setting(
+        "hf_ptq",
+        "text calibration: hf_ptq (every row left-padded to the set's longest sample; pad "
+        "positions enter the max, as hf_ptq's do) or none (each sample alone, no pads)",
+        choices=["hf_ptq", "none"],
+    )
     batch_size: int = setting(0, "calibration batch size (0: auto by memory)", low=0)
     device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
     seed: int = setting(1234, "random seed")
@@ -244,7 +250,12 @@ def run(cfg: QuantizeConfig) -> Path:
         quant_cfg = qconfig.build_quant_cfg(cfg.qformat, kv_format, cfg.scope)
         if choice is not None:
             quant_cfg["quant_cfg"] += budget.disable_entries(choice)
-        if mode == "text":
+        if mode == "text" and cfg.calib_padding == "none":
+            loop, rows = calibration.unpadded_text_forward_loop(
+                calibration.hf_ptq_tokenizer(cfg.model), samples, cfg.calib_seq, device
+            )
+            batch = 1
+        elif mode == "text":
             loop, rows = calibration.text_forward_loop(
                 calibration.hf_ptq_tokenizer(cfg.model),
                 calib_source,
@@ -294,6 +305,7 @@ def run(cfg: QuantizeConfig) -> Path:
                 "batch_size": batch,
                 "batches": -(-rows // batch),
                 "max_seq": cfg.calib_seq,
+                "padding": cfg.calib_padding if mode == "text" else "per batch (image-text)",
                 "algorithm": quant_cfg.get("algorithm"),
             },
             "quant_cfg": quant_cfg,
