@@ -65,12 +65,22 @@ def test_feature_pins_equal_pyproject_extras(feature, extras):
 
 
 def test_every_environment_names_its_tasks_and_known_features():
+    """Each environment's comment lists exactly the tasks its features give it."""
     text = (ROOT / "pixi.toml").read_text()
     for env, spec in PIXI["environments"].items():
         assert set(spec["features"]) <= set(PIXI["feature"]), env
-        assert re.search(rf"# tasks: .*\n{env} = ", text), f"environment {env}: no task comment"
+        m = re.search(rf"# tasks: (.*?)(?: \([^)]*\))?\n{env} = ", text)
+        assert m, f"environment {env}: no task comment"
+        listed = {t.strip() for t in m.group(1).split(",")}
+        tasks = {t for f in spec["features"] for t in PIXI["feature"][f].get("tasks", {})}
+        tasks |= set(PIXI.get("tasks", {}))
+        assert listed <= tasks, (env, listed - tasks)
 
 
 def test_chained_tasks():
+    """Every depends-on names a task that exists; demo and test build the environment first."""
     tasks = all_tasks()
     assert tasks["demo"].get("depends-on") and tasks["test"].get("depends-on")
+    for name, task in tasks.items():
+        for dep in task.get("depends-on", []):
+            assert dep in tasks, f"task {name}: depends on unknown task {dep}"
