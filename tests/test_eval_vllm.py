@@ -10,11 +10,13 @@ pytestmark = pytest.mark.vllm
 
 
 @pytest.mark.parametrize(
-    "flags", [(), ("--qformat", "fp8_per_channel_per_token")], ids=["per-tensor", "per-channel"]
+    "flags",
+    [(), ("--qformat", "fp8_per_channel_per_token"), ("--kv-cache-qformat", "fp8_cast")],
+    ids=["per-tensor", "per-channel", "fp8-cast-kv"],
 )
 def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli):
-    """Per-tensor FP8 and per-channel/per-token FP8 (vLLM's dynamic per-token activation
-    scales) alike."""
+    """Per-tensor FP8, per-channel/per-token FP8 (vLLM's dynamic per-token activation scales)
+    and an FP8 KV cache without scales (fp8_cast: vLLM runs it with scale 1.0) alike."""
     out = tmp_path / "fidelity.json"
     code, err = cli(
         "eval",

@@ -205,7 +205,7 @@ def load_emulated(
         ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"
-    has_kv = _attach_kv_scales(model, state, device, arith, dtype)
+    has_kv = _attach_kv_scales(model, state, device, arith, dtype, fp8_kv_cache(checkpoint))
     if has_kv or arith.vllm:
         _register_attention()
         model.config.get_text_config()._attn_implementation = ATTENTION
@@ -218,15 +218,28 @@ def _text_model(model: nn.Module) -> nn.Module:
     return next(m for m in model.modules() if type(m).__name__.endswith("TextModel"))
 
 
+def fp8_kv_cache(checkpoint: Path) -> bool:
+    """Whether the export asks for an FP8 KV cache (hf_quant_config's kv_cache_quant_algo)."""
+    import json
+
+    f = checkpoint / "hf_quant_config.json"
+    if not f.is_file():
+        return False
+    return json.loads(f.read_text()).get("quantization", {}).get("kv_cache_quant_algo") == "FP8"
+
+
 def _attach_kv_scales(
     model: nn.Module,
     state: dict[str, torch.Tensor],
     device: str,
     arith: Arithmetic,
     dtype: torch.dtype,
+    fp8_kv: bool = False,
 ) -> bool:
     """Give every text attention module the arithmetic, and its KV scales where the export has
-    them; True when any has."""
+    them; True when any has. An export that asks for an FP8 KV cache without scales
+    (`--kv-cache-qformat fp8_cast`) gets 1.0 for both, as vLLM loads it ("Using KV cache
+    scaling factor 1.0")."""
     found = False
     held = dtype if arith.vllm else torch.float32  # vLLM: KV scales live in the model dtype
     for name, module in model.named_modules():
@@ -235,6 +248,8 @@ def _attach_kv_scales(
         module._vlmquant_arithmetic = arith
         key = hub_name(name)
         k, v = state.get(f"{key}.k_proj.k_scale"), state.get(f"{key}.v_proj.v_scale")
+        if fp8_kv and k is None and v is None:
+            k = v = torch.tensor(1.0)
         if k is not None and v is not None:
             module._vlmquant_kv_scales = tuple(s.to(held).float().to(device) for s in (k, v))
             found = True
