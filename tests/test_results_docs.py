@@ -77,3 +77,16 @@ def test_readme_headline_is_rendered_from_the_results():
     assert headline.main(["--check", str(readme)]) == 0, (
         "README's headline block is stale: python -m vlmquant.report.headline README.md"
     )
+
+
+def test_recipe_comparison_pages_match_their_json():
+    import json
+
+    from vlmquant.eval import compare
+
+    pages = sorted((RESULTS / "recipes-trained").glob("recipes-*.md"))
+    assert pages, "no recipe comparison committed"
+    for page in pages:
+        data = json.loads(page.with_suffix(".json").read_text())
+        assert compare.render(data, page.with_suffix(".png").name) == page.read_text(), page.name
+        assert page.with_suffix(".png").is_file(), page.name

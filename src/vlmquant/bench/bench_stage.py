@@ -35,7 +35,7 @@ from typing import Any
 from vlmquant.checkpoint.headers import tensors
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.prompts import drawable
 
@@ -219,6 +219,8 @@ def validate(cfg: BenchConfig) -> Checked:
         raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
     if cfg.serve:
         validate_serve(cfg)
+    for m in cfg.model:
+        check_apart(cfg.out, {"--model": m})
     check_output(cfg.out, cfg.force)
     import torch
 

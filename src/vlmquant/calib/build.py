@@ -24,7 +24,7 @@ from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_output, dump_json
+from vlmquant.core.outputs import check_apart, check_output, dump_json
 from vlmquant.core.runinfo import package_versions, sha256_file
 
 
@@ -217,6 +217,7 @@ def run(cfg: CalibConfig) -> Path:
         raise BadInput(f"--num-samples {cfg.num_samples}: must be at least 1")
     paths = output_paths(cfg.out)
     for p in paths.values():
+        check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})
         check_output(p, cfg.force)
 
     if cfg.demo:

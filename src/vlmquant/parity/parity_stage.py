@@ -30,7 +30,7 @@ from vlmquant.checkpoint.headers import read_json
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.parity import run_hf_ptq
 from vlmquant.quantize import calibration, qconfig, quantize_stage
@@ -151,6 +151,7 @@ def run(cfg: ParityConfig) -> Path:
     folder, device, batch = validate(cfg)
     variant = f"{cfg.model.name}_{cfg.qformat}_{cfg.kv_cache_qformat}"
     out = cfg.out or Path("tmp/parity") / variant
+    check_apart(out, {"--model": cfg.model, "--calib": cfg.calib, "--hf-ptq": cfg.hf_ptq})
     check_output(out, cfg.force)
     record = RunRecord("parity", cfg)
     record.add_input("calib", cfg.calib)

@@ -25,7 +25,7 @@ from vlmquant.checkpoint.headers import summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
-from vlmquant.core.outputs import writable_folder, write_text_atomic
+from vlmquant.core.outputs import check_apart, writable_folder, write_text_atomic
 
 SECTIONS = (
     "Models and sizes",
@@ -448,6 +448,8 @@ def run(cfg: ReportConfig) -> Path:
     bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
     report_dir = root / "reports"
     index_path = cfg.index or root.parent.parent / "reports" / "index.md"
+    for ckpt in [*bases, *variants]:  # the index may not land in (or replace) a checkpoint
+        check_apart(index_path, {"checkpoint": ckpt})
     for folder in (report_dir, index_path.parent):  # before anything is written
         writable_folder(folder)
     # everything is rendered first (plots into a staging folder), then written: a failure
