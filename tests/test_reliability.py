@@ -262,8 +262,9 @@ def test_prompts_that_are_not_utf8(tiny_model, tmp_path, cli):
 def test_no_output_may_land_on_an_input_even_with_force(
     tiny_model, quantized, demo_calib, tmp_path, cli
 ):
-    """The audit's data-loss cases: eval, infer and bench writing into or over their own inputs (with --force) used to replace a checkpoint's config.json, weights or
-    whole folder. Copies, so a regression cannot destroy the session's fixtures."""
+    """The audit's data-loss cases: eval, infer and bench writing into or over their own
+    inputs (with --force) used to replace a checkpoint's config.json, weights or whole folder.
+    Copies, so a regression cannot destroy the session's fixtures."""
     import shutil
 
     from vlmquant.core.runinfo import sha256_file
@@ -289,3 +290,32 @@ def test_no_output_may_land_on_an_input_even_with_force(
         assert err.count("\n") == 1, err
     assert {f: sha256_file(f) for f in files} == before
     assert sorted(p.name for p in base.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+
+
+def test_a_calib_set_is_a_txt_and_a_sensitivity_export_is_of_its_base(
+    tiny_model, quantized, trained_free_other, tmp_path, cli
+):
+    config = tmp_path / "ckpt" / "config.json"
+    config.parent.mkdir()
+    config.write_text("{}")
+    code, err = cli("calib", "--demo", "--num-samples", "4", "--out", config, "--force")
+    assert code == 2 and "ending in .txt" in err and config.read_text() == "{}"
+    code, err = cli("sensitivity", "--base", trained_free_other, "--quantized", quantized(),
+                    "--out", tmp_path / "s.json")  # fmt: skip
+    assert code == 2 and "differ in" in err and err.count("\n") == 1, err
+
+
+@pytest.fixture
+def trained_free_other(tmp_path):
+    """Another BF16 model of the same architecture, weights and tensor shapes but other heads
+    (2 heads of 64 instead of 4 of 32): the contract passes it, only the comparison can tell."""
+    from vlmquant.cli import main
+
+    out = tmp_path / "other"
+    assert main(["make-tiny", "--out", str(out), "--seed", "1"]) == 0
+    import json
+
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["text_config"].update(num_attention_heads=2, num_key_value_heads=1)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out

@@ -215,6 +215,11 @@ def run(cfg: CalibConfig) -> Path:
         )
     if cfg.num_samples < 1:
         raise BadInput(f"--num-samples {cfg.num_samples}: must be at least 1")
+    if cfg.out.suffix != ".txt":
+        raise BadInput(
+            f"--out {cfg.out}: a calibration set is a .txt file (its .jsonl and manifest go "
+            "beside it); pass a path ending in .txt"
+        )
     paths = output_paths(cfg.out)
     for p in paths.values():
         check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})

@@ -11,6 +11,7 @@ no weights are loaded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,4 +131,48 @@ def check_tensors(path: Path, flag: str, stored: dict, expected: dict, tied: boo
         raise BadInput(
             f"{flag} {path}: {len(unexpected)} tensor(s) the architecture does not have, e.g. "
             f"{unexpected[0]}; the weights belong to another model or config"
+        )
+
+
+def _vocabulary(path: Path) -> tuple | None:
+    """What decides token ids: the BPE model and the added tokens (not padding settings)."""
+    f = path / "tokenizer.json"
+    if not f.is_file():
+        return None
+    tok = read_json(f)
+    return (
+        json.dumps(tok.get("model"), sort_keys=True),
+        [(t["id"], t["content"]) for t in tok.get("added_tokens", [])],
+    )
+
+
+SAME_MODEL_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
+
+
+def check_same_model(base: Path, other: Path, a: dict | None = None, b: dict | None = None) -> None:
+    """`other` (an export) is of `base`'s model: same architecture, language-model shape and
+    tokenizer; else bad input (comparing two different models gives numbers for neither)."""
+    a = a if a is not None else read_config(base, "--base")
+    b = b if b is not None else read_config(other, "--quantized")
+    ta, tb = a.get("text_config", a), b.get("text_config", b)
+    checks = {"architectures": (a.get("architectures"), b.get("architectures"))}
+    checks.update({f"text_config.{k}": (ta.get(k), tb.get(k)) for k in SAME_MODEL_FIELDS})
+    for field, (x, y) in checks.items():
+        if x != y:
+            raise BadInput(
+                f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
+                "checkpoint with its own base"
+            )
+    va, vb = _vocabulary(base), _vocabulary(other)
+    if va is not None and vb is not None and va != vb:
+        raise BadInput(
+            "--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
+            "or special tokens); compare a checkpoint with its own base"
         )

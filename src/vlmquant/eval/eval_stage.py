@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -89,20 +88,6 @@ class EvalConfig:
     force: bool = setting(False, "replace an existing output file")
 
 
-def _vocabulary(path: Path) -> tuple | None:
-    """What decides token ids: the BPE model and the added tokens (not padding settings)."""
-    f = path / "tokenizer.json"
-    if not f.is_file():
-        return None
-    from vlmquant.checkpoint.headers import read_json
-
-    tok = read_json(f)
-    return (
-        json.dumps(tok.get("model"), sort_keys=True),
-        [(t["id"], t["content"]) for t in tok.get("added_tokens", [])],
-    )
-
-
 def validate(cfg: EvalConfig) -> str:
     if cfg.base is None or cfg.quantized is None or cfg.out is None:
         raise BadInput("eval: pass --base DIR, --quantized DIR and --out FILE.json")
@@ -122,20 +107,7 @@ def validate(cfg: EvalConfig) -> str:
             fix="pass the output of `vlmquant quantize`, or --no-expect-quantized to compare two "
             "BF16 checkpoints",
         )
-    checks = {
-        "architectures": (a.get("architectures"), b.get("architectures")),
-        "text_config.vocab_size": (a["text_config"]["vocab_size"], b["text_config"]["vocab_size"]),
-        "text_config.hidden_size": (
-            a["text_config"]["hidden_size"],
-            b["text_config"]["hidden_size"],
-        ),
-    }
-    for field, (x, y) in checks.items():
-        if x != y:
-            raise BadInput(
-                f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
-                "checkpoint with its own base"
-            )
+    contract.check_same_model(cfg.base, cfg.quantized, a, b)
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     contract.check_checkpoint(cfg.quantized, "--quantized")
     if cfg.vllm:
@@ -143,12 +115,6 @@ def validate(cfg: EvalConfig) -> str:
 
         for path in (cfg.base, cfg.quantized):
             check_tensor_parallel(path, cfg.tensor_parallel_size)
-    ta, tb = (_vocabulary(p) for p in (cfg.base, cfg.quantized))
-    if ta is not None and tb is not None and ta != tb:
-        raise BadInput(
-            "--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
-            "or special tokens); compare a checkpoint with its own base"
-        )
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
     if cfg.text is not None:

@@ -95,6 +95,7 @@ def validate(cfg: SensitivityConfig) -> str:
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     if cfg.quantized is not None:
         contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
+        contract.check_same_model(cfg.base, cfg.quantized)
     if cfg.calib is not None and not cfg.calib.is_file():
         raise BadInput(f"--calib {cfg.calib}: no such file; build one with `vlmquant calib`")
     if cfg.max_samples < 1 and cfg.text is None or cfg.seq_len < 2:
