@@ -116,3 +116,15 @@ def test_bad_budget_inputs(sens, tiny_model, demo_calib, tmp_path, cli):
                         *flags)  # fmt: skip
         assert code == 2 and says in err and err.count("\n") == 1, (flags, err)
         assert not out.exists()
+
+
+def test_a_measured_export_is_recorded_as_what_it_is(quantized, tiny_model, tmp_path, cli):
+    """--quantized PCPT without --qformat: the file says per-channel, so quantize --kld-budget
+    with per-tensor flags refuses it."""
+    out = tmp_path / "s.json"
+    export = quantized("--qformat", "fp8_per_channel_per_token")
+    code, err = cli("sensitivity", "--base", tiny_model, "--quantized", export, "--out", out,
+                    "--max-samples", "4", "--seq-len", "64")  # fmt: skip
+    assert code == 0, err
+    recipe = json.loads(out.read_text())["recipe"]
+    assert (recipe["qformat"], recipe["kv_cache_qformat"]) == ("fp8_per_channel_per_token", "fp8")

@@ -25,6 +25,7 @@ refused by quantize.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,21 @@ def export_to_measure(cfg: SensitivityConfig, work: Path) -> Path:
     )
 
 
+def recipe_of(export: Path) -> tuple[str, str]:
+    """(--qformat, --kv-cache-qformat) of an export, read from its files (so a measured
+    `--quantized` is recorded as what it is, not as the flags' defaults)."""
+    from vlmquant.checkpoint.headers import tensors
+
+    quant = json.loads((export / "hf_quant_config.json").read_text())["quantization"]
+    qformat = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8_per_channel_per_token"}.get(
+        quant.get("quant_algo"), str(quant.get("quant_algo")).lower()
+    )
+    if quant.get("kv_cache_quant_algo") != "FP8":
+        return qformat, "none"
+    scales = any(t.name.endswith(("k_scale", "v_scale")) for t in tensors(export))
+    return qformat, "fp8" if scales else "fp8_cast"
+
+
 class Scorer:
     """KLD of the switchboard's current mix against the base, on fixed encoded text."""
 
@@ -202,6 +218,7 @@ def run(cfg: SensitivityConfig) -> Path:
             linears_only = scorer.score()
         identity = base_identity(cfg.base)
         quant_cfg = export.joinpath("hf_quant_config.json").read_text()
+        qformat, kv_format = recipe_of(export)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     total = sum(m["kld_mean"] for m in measured.values())
@@ -210,11 +227,11 @@ def run(cfg: SensitivityConfig) -> Path:
         "base_identity": identity,
         "export": str(cfg.quantized) if cfg.quantized else "built by quantize (removed)",
         "recipe": {
-            "qformat": cfg.qformat,
-            "kv_cache_qformat": cfg.kv_cache_qformat,
+            "qformat": qformat,
+            "kv_cache_qformat": kv_format,
             "calib": str(cfg.calib) if cfg.calib else None,
             "calib_size": cfg.calib_size,
-            "hf_quant_config": __import__("json").loads(quant_cfg),
+            "hf_quant_config": json.loads(quant_cfg),
         },
         "measure": MEASURE,
         "emulated_kernels": kernels,
