@@ -319,3 +319,36 @@ def trained_free_other(tmp_path):
     cfg["text_config"].update(num_attention_heads=2, num_key_value_heads=1)
     (out / "config.json").write_text(json.dumps(cfg))
     return out
+
+
+def test_an_export_without_hf_quant_config_is_still_an_export(quantized, tiny_model, tmp_path, cli):
+    """vLLM reads config.json's quantization_config when hf_quant_config.json is absent; the
+    eval used to load such an export's FP8 codes as plain weights and report numbers for it."""
+    import json
+    import shutil
+
+    export = tmp_path / "noqc"
+    shutil.copytree(quantized(), export)
+    (export / "hf_quant_config.json").unlink()
+    kld = {}
+    for name, ckpt in (("full", quantized()), ("noqc", export)):
+        out = tmp_path / f"{name}.json"
+        code, err = cli("eval", "--base", tiny_model, "--quantized", ckpt, "--out", out,
+                        "--no-vllm", "--max-samples", "6", "--image-samples", "0")  # fmt: skip
+        assert code == 0, err
+        kld[name] = json.loads(out.read_text())["groups"]["text"]["kld_mean"]
+    assert kld["noqc"] == kld["full"]
+
+
+def test_a_recipe_list_of_numbers_holds_numbers(tiny_model, tmp_path, cli):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[bench]\nconcurrency = "many"\n')
+    code, err = cli(
+        "bench", "--recipe", recipe, "--model", tiny_model, "--out", tmp_path / "b.json"
+    )
+    assert code == 2 and "must be a list of integers" in err and err.count("\n") == 1, err
+    recipe.write_text("[bench]\nconcurrency = 0\n")
+    code, err = cli(
+        "bench", "--recipe", recipe, "--model", tiny_model, "--out", tmp_path / "b.json"
+    )
+    assert code == 2 and "--concurrency 0: must be at least 1" in err, err

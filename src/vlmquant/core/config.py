@@ -137,7 +137,7 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
         if tp is Path and value is not None:
             values[name] = Path(value)
         elif typing.get_origin(tp) is list and value is not None:
-            items = [value] if isinstance(value, str) else list(value)  # a recipe's `x = "a"`
+            items = list(value) if isinstance(value, list | tuple) else [value]  # `x = "a"`
             if typing.get_args(tp) == (Path,):
                 items = [Path(v) for v in items]
             values[name] = items
@@ -165,8 +165,15 @@ def _check_recipe_type(section: str, key: str, value: Any, hint: Any) -> None:
     if value is None and optional:
         return
     if typing.get_origin(tp) is list:
-        ok = isinstance(value, str | list)
-        want = "a list (or one string)"
+        (item,) = typing.get_args(tp) or (str,)
+        if item in (str, Path):
+            ok, want = isinstance(value, str | list), "a list (or one string)"
+            items = value if isinstance(value, list) else []
+            ok = ok and all(isinstance(v, str) for v in items)
+        else:  # a list of numbers: a list of them, or one
+            items = value if isinstance(value, list) else [value]
+            ok = all(isinstance(v, item) and not isinstance(v, bool) for v in items)
+            want = f"a list of {'integers' if item is int else 'numbers'}"
     elif tp is bool:
         ok, want = isinstance(value, bool), "true or false"
     elif tp is int:

@@ -24,8 +24,31 @@ def hide_amx_if_asked() -> None:
         torch.cpu._is_amx_tile_supported = lambda: False
 
 
+def quant_info(model_dir: Path) -> dict[str, Any] | None:
+    """A ModelOpt export's `quant_algo`, `kv_cache_quant_algo` and `exclude_modules`, from
+    hf_quant_config.json or, without it, config.json's quantization_config (vLLM reads
+    either); None for an unquantized checkpoint."""
+    import json
+
+    f = model_dir / "hf_quant_config.json"
+    if f.is_file():
+        return json.loads(f.read_text()).get("quantization", {})
+    cfg = model_dir / "config.json"
+    qc = json.loads(cfg.read_text()).get("quantization_config") if cfg.is_file() else None
+    if not qc or qc.get("quant_method") != "modelopt":
+        return None
+    kv = qc.get("kv_cache_scheme") or {}
+    return {
+        "quant_algo": qc.get("quant_algo"),
+        "kv_cache_quant_algo": "FP8"
+        if kv.get("type") == "float" and kv.get("num_bits") == 8
+        else None,
+        "exclude_modules": qc.get("ignore", []),
+    }
+
+
 def is_quantized(model_dir: Path) -> bool:
-    return (model_dir / "hf_quant_config.json").is_file()
+    return quant_info(model_dir) is not None
 
 
 def is_cpu_build() -> bool:

@@ -185,7 +185,9 @@ def load_emulated(
         checkpoint, dtype=dtype, device_map=device
     ).eval()
     precision: dict[str, str] = {}
-    state = load_state(checkpoint) if (checkpoint / "hf_quant_config.json").is_file() else {}
+    from vlmquant.engine.args import is_quantized
+
+    state = load_state(checkpoint) if is_quantized(checkpoint) else {}
     for name, module in list(model.named_modules()):
         key = hub_name(name)
         if not isinstance(module, nn.Linear) or not state:
@@ -220,12 +222,9 @@ def _text_model(model: nn.Module) -> nn.Module:
 
 def fp8_kv_cache(checkpoint: Path) -> bool:
     """Whether the export asks for an FP8 KV cache (hf_quant_config's kv_cache_quant_algo)."""
-    import json
+    from vlmquant.engine.args import quant_info
 
-    f = checkpoint / "hf_quant_config.json"
-    if not f.is_file():
-        return False
-    return json.loads(f.read_text()).get("quantization", {}).get("kv_cache_quant_algo") == "FP8"
+    return (quant_info(checkpoint) or {}).get("kv_cache_quant_algo") == "FP8"
 
 
 def _attach_kv_scales(

@@ -256,10 +256,12 @@ def run_lm_eval(cfg: EvalConfig) -> dict[str, Any]:
         return {"skipped": "lm_eval (lm-evaluation-harness) is not installed"}
     import lm_eval
 
+    from vlmquant.engine.args import is_quantized
+
     out = {}
     for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
         args = f"pretrained={path},dtype=bfloat16" + (
-            ",quantization=modelopt" if (path / "hf_quant_config.json").is_file() else ""
+            ",quantization=modelopt" if is_quantized(path) else ""
         )
         res = lm_eval.simple_evaluate(model="vllm", model_args=args, tasks=cfg.lm_eval.split(","))
         out[role] = res["results"]

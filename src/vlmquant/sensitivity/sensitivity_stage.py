@@ -137,8 +137,9 @@ def recipe_of(export: Path) -> tuple[str, str]:
     """(--qformat, --kv-cache-qformat) of an export, read from its files (so a measured
     `--quantized` is recorded as what it is, not as the flags' defaults)."""
     from vlmquant.checkpoint.headers import tensors
+    from vlmquant.engine.args import quant_info
 
-    quant = json.loads((export / "hf_quant_config.json").read_text())["quantization"]
+    quant = quant_info(export) or {}
     qformat = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8_per_channel_per_token"}.get(
         quant.get("quant_algo"), str(quant.get("quant_algo")).lower()
     )
@@ -217,7 +218,9 @@ def run(cfg: SensitivityConfig) -> Path:
             board.set_kv(False)
             linears_only = scorer.score()
         identity = base_identity(cfg.base)
-        quant_cfg = export.joinpath("hf_quant_config.json").read_text()
+        from vlmquant.engine.args import quant_info
+
+        quant_cfg = json.dumps(quant_info(export))
         qformat, kv_format = recipe_of(export)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -231,7 +234,7 @@ def run(cfg: SensitivityConfig) -> Path:
             "kv_cache_qformat": kv_format,
             "calib": str(cfg.calib) if cfg.calib else None,
             "calib_size": cfg.calib_size,
-            "hf_quant_config": json.loads(quant_cfg),
+            "quantization": json.loads(quant_cfg),
         },
         "measure": MEASURE,
         "emulated_kernels": kernels,
