@@ -76,7 +76,7 @@ def test_tokenizer_processor_and_generation(tiny_model):
     assert vin["pixel_values_videos"].ndim == 2 and torch.all(vin["video_grid_thw"] > 0)
 
 
-@pytest.mark.parametrize("bad", [["--shape", "7b"], ["--device", "tpu"]])
+@pytest.mark.parametrize("bad", [["--shape", "13b"], ["--device", "tpu"]])
 def test_bad_flags_are_usage_errors(cli, tmp_path, bad):
     code, err = cli("make-tiny", "--out", tmp_path / "x", *bad)
     assert code == 2 and "invalid choice" in err

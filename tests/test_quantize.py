@@ -189,6 +189,7 @@ def test_run_json_records_settings_and_steps(quantized):
         "batch_size": 16,
         "batches": 4,
         "max_seq": 512,
+        "padding": "hf_ptq",
         "algorithm": "max",
     }
 
