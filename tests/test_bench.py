@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
+
+from vlmquant.bench.render import render
 
 pytestmark = pytest.mark.vllm
 
@@ -39,6 +42,8 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         "VLLM_CPU_OMP_THREADS_BIND=auto",
         "--image-size",
         56,
+        "--engine-starts",
+        2,
     )
     assert code == 0, err
     data = json.loads(out.read_text())
@@ -54,13 +59,21 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
             (1, 16, 8),
             (2, 16, 8),
         ]
-        assert r["kv_cache_tokens"] > 0 and r["image_prefill_s"]["n"] == 1
+        assert r["kv_cache_tokens"] > 0 and r["image_prefill_s"]["n"] == 2
         assert r["decode_bytes"]["total"] > 0
         # 56 px: 4 x 4 patches merged 2 x 2 -> 4 image tokens, plus the chat text around them
         assert 4 < r["image_prompt_tokens"] < 60
         # the kernels vLLM picked: an attention implementation per layer (2 layers)
         attention = {k: v for k, v in r["used"]["kernels"].items() if k.endswith("Impl")}
         assert list(attention.values()) == [2], r["used"]["kernels"]
+        # two engine starts: every timing keeps each start's value, the headline is their median
+        assert r["engine_starts"] == 2 and len(r["single_stream"]["tok_s_starts"]) == 2
+        assert r["single_stream"]["tok_s"] == statistics.median(r["single_stream"]["tok_s_starts"])
+        assert all(len(m["output_tok_s_starts"]) == 2 for m in r["matrix"])
+        assert len(r["image_prefill_s"]["starts"]) == 2 and len(r["load_s_starts"]) == 2
+    page = render(data, None)
+    low, high = sorted(data["results"][0]["single_stream"]["tok_s_starts"])
+    assert f"({low:,.1f}-{high:,.1f})" in page and "engine starts per model and mode: 2" in page
     base, fp8 = data["results"]
     assert not any(k.endswith("Kernel") for k in base["used"]["kernels"])
     gemm = [v for k, v in fp8["used"]["kernels"].items() if k.startswith("language_model: ")]

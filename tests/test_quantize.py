@@ -181,6 +181,12 @@ def test_run_json_records_settings_and_steps(quantized):
         "total",
     }
     assert len(run["inputs"]["calib"]["sha256"]) == 64
+    # where the weights sat while calibrating (no GPU here: all on the CPU)
+    placement = run["placement"]
+    assert placement["device_map"] == "cpu" and list(placement["parameter_bytes_by_device"]) == [
+        "cpu"
+    ]
+    assert placement["parameter_bytes_by_device"]["cpu"] > 0
     assert run["versions"]["nvidia-modelopt"] == "0.47.0"
     assert run["fused_scales"]["applied"] and run["size"]["by_dtype"]["F8_E4M3"]["tensors"] == 14
     assert run["calibration"] == {

@@ -4,9 +4,10 @@ close single-stream decode gets to the memory-bandwidth roofline.
     vlmquant bench --model models/.../checkpoints/Qwen2.5-VL-3B-Instruct \\
         --model models/.../quantized/fp8_fp8_coco2017 --out docs/results/bench.json
 
-For each model and mode (`default`: vLLM's torch.compile + CUDA graphs; `eager`), in a fresh
-engine process: single-stream decode (prompt 128, 256 output tokens, ignore_eos), a matrix of
-concurrencies x (input, output) lengths (output and total tokens/s, time to first token, time
+For each model and mode (`default`: vLLM's torch.compile + CUDA graphs; `eager`), in each of
+--engine-starts fresh engine processes (pages show the median and the min-max over them):
+single-stream decode (prompt 128, 256 output tokens, ignore_eos), a matrix of concurrencies x
+(input, output) lengths (output and total tokens/s, time to first token, time
 per output token), one image-prompt prefill (a drawn image of --image-size pixels, one pixel
 changed per request so that vLLM's encoder cache cannot answer it), weight bytes as loaded,
 KV-cache capacity in tokens, and the GEMM and attention kernels vLLM picked per layer. The
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlmquant.bench.spread import merge_starts
 from vlmquant.checkpoint.headers import tensors
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
@@ -65,8 +67,8 @@ class BenchConfig:
     )
     profile_steps: int = setting(
         0,
-        "also profile this many single-stream decode steps per engine (torch profiler, GPU "
-        "time by kernel category vs wall time; CUDA only; 0 = off)",
+        "also profile this many single-stream decode steps per engine, and one image request "
+        "(torch profiler, GPU time by kernel category vs wall time; CUDA only; 0 = off)",
         low=0,
     )
     image: str | None = setting(
@@ -88,7 +90,9 @@ class BenchConfig:
     tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
     serve: bool = setting(False, "benchmark behind `vllm serve` with `vllm bench serve`")
     engine_starts: int = setting(
-        3, "--serve: fresh servers per model (the spread needs >= 3)", low=1
+        3,
+        "fresh engines (offline) or servers (--serve) per model and mode; the spread needs >= 3",
+        low=1,
     )
     serve_shape: str = setting("512x256", "--serve: random text INPUTxOUTPUT tokens")
     serve_prompts: int = setting(
@@ -332,12 +336,21 @@ def run(cfg: BenchConfig) -> Path:
                     "image_size": cfg.image_size,
                 },
             }
-            with record.timed(f"{model.name}:{mode}"):
-                # the profiler must share a process with the engine core to see its kernels
-                env = dict(extra_env)
-                if cfg.profile_steps:
-                    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-                r = run_worker(spec, work / f"{i}_{base_mode}", timeout=cfg.timeout, env=env)
+            # the profiler must share a process with the engine core to see its kernels
+            env = dict(extra_env)
+            if cfg.profile_steps:
+                env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            starts = []
+            for s in range(cfg.engine_starts):
+                if cfg.engine_starts > 1:
+                    print(f"bench: start {s + 1}/{cfg.engine_starts}", flush=True)
+                with record.timed(f"{model.name}:{mode}:{s}"):
+                    starts.append(
+                        run_worker(
+                            spec, work / f"{i}_{base_mode}_{s}", timeout=cfg.timeout, env=env
+                        )
+                    )
+            r = merge_starts(starts)
             roofline = bandwidth / need["total"]
             r.update(
                 model_index=i,

@@ -89,13 +89,22 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
             msgs = chat_messages("Describe this picture in one sentence.", img)
             return llm.chat(msgs, SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
 
-        result["image_prompt_tokens"] = len(request(0)[0].prompt_token_ids)  # warm-up
-        times = []
+        n_tokens = len(request(0)[0].prompt_token_ids)  # warm-up
+        result["image_prompt_tokens"] = n_tokens
+        times, text_times = [], []
+        text = prompts(1, n_tokens)
+        timed(text, 1)  # warm-up at this prompt length
         for k in range(1, cfg["repeats"] + 1):
             t0 = time.perf_counter()
             request(k)
             times.append(time.perf_counter() - t0)
+            # the same number of prompt tokens as text: the language model's share of the
+            # request; the rest is the image's (preprocessing, vision tower, merging)
+            text_times.append(timed(text, 1)[0])
         result["image_prefill_s"] = _stats(times)
+        result["text_prefill_same_len_s"] = _stats(text_times)
+        if cfg.get("profile_steps"):
+            result["image_profile"] = profile_call(lambda: request(10**6))
     return result
 
 
@@ -123,6 +132,46 @@ def kernel_category(name: str) -> str:
     return "other"
 
 
+def kernel_times(fn) -> tuple[float, dict[str, tuple[float, int]]]:
+    """Wall seconds of fn() under the torch profiler, and GPU time (us) and calls per kernel."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    kernels: dict[str, tuple[float, int]] = {}
+    for evt in prof.key_averages():
+        us = getattr(evt, "self_device_time_total", 0.0) or 0.0
+        if us > 0:
+            t, n = kernels.get(evt.key, (0.0, 0))
+            kernels[evt.key] = (t + us, n + evt.count)
+    return wall, kernels
+
+
+def profile_call(fn) -> dict[str, Any]:
+    """One call (an image request) profiled: wall time, GPU busy time by kernel category, and
+    the top kernels. The image is new to the engine, so its vision tower runs."""
+    wall, kernels = kernel_times(fn)
+    categories: dict[str, float] = {}
+    for k, (us, _) in kernels.items():
+        categories[kernel_category(k)] = categories.get(kernel_category(k), 0.0) + us
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
+    return {
+        "wall_us": wall * 1e6,  # under the profiler, which slows the host
+        "gpu_busy_us": sum(categories.values()),
+        "kernel_launches": sum(n for _, n in kernels.values()),
+        "categories_us": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "top_kernels": [
+            {"name": k[:160], "category": kernel_category(k), "us": us, "calls": n}
+            for k, (us, n) in ranked[:15]
+        ],
+    }
+
+
 def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, Any]:
     """GPU time of `steps` single-stream decode steps, by kernel category.
 
@@ -130,8 +179,6 @@ def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, An
     kernels, including those replayed from CUDA graphs. Two profiled runs on the same prompt:
     max_tokens=1 (the prefill) and max_tokens=steps+1; their difference is the decode steps.
     """
-    import torch
-    from torch.profiler import ProfilerActivity, profile
     from vllm import SamplingParams
 
     rng = random.Random(1)
@@ -140,19 +187,7 @@ def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, An
     def run(max_tokens: int) -> tuple[float, dict[str, tuple[float, int]]]:
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, temperature=0.0)
         llm.generate(prompt, params, use_tqdm=False)  # warm, same shapes
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            t0 = time.perf_counter()
-            llm.generate(prompt, params, use_tqdm=False)
-            torch.cuda.synchronize()
-            wall = time.perf_counter() - t0
-        kernels: dict[str, tuple[float, int]] = {}
-        for evt in prof.key_averages():
-            us = getattr(evt, "self_device_time_total", 0.0) or 0.0
-            if us > 0:
-                t, n = kernels.get(evt.key, (0.0, 0))
-                kernels[evt.key] = (t + us, n + evt.count)
-        return wall, kernels
+        return kernel_times(lambda: llm.generate(prompt, params, use_tqdm=False))
 
     wall_p, prefill = run(1)
     wall_d, full = run(steps + 1)

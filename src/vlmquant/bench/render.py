@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.bench.measure import kernel_category
+from vlmquant.bench.spread import spread_text
 from vlmquant.core.markdown import counts_text, table_cell
 
 
@@ -22,13 +23,58 @@ def _name(r: dict[str, Any]) -> str:
 
 def image_table(results: list[dict[str, Any]]) -> list[str]:
     """Image-prompt TTFT per engine that ran the image case."""
-    lines = ["| model [mode] | prompt tokens | TTFT ms median (min-max) |", "|---|---|---|"]
+    lines = [
+        "| model [mode] | prompt tokens | TTFT ms median (min-max) | median per engine start "
+        "| same length as text, ms | the image's share, ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "image_prefill_s" in r:
             t = r["image_prefill_s"]
+            per_start = " / ".join(f"{1000 * v:.1f}" for v in t["starts"]) if "starts" in t else "-"
+            text, share = "-", "-"
+            if "text_prefill_same_len_s" in r:
+                text_s = r["text_prefill_same_len_s"]["median"]
+                text, share = f"{1000 * text_s:.1f}", f"{1000 * (t['median'] - text_s):.1f}"
             lines.append(
                 f"| {_name(r)} | {r.get('image_prompt_tokens', '-')} "
-                f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) |"
+                f"| {1000 * t['median']:.1f} ({1000 * t['min']:.1f}-{1000 * t['max']:.1f}) "
+                f"| {per_start} | {text} | {share} |"
+            )
+    return lines
+
+
+def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per engine that profiled one image request: GPU kernel time by category vs wall."""
+    profiled = [r for r in results if r.get("image_profile")]
+    if not profiled:
+        return []
+    cats = sorted({c for r in profiled for c in r["image_profile"]["categories_us"]})
+    lines = [
+        "",
+        "## Image request profile (torch profiler, first engine start)",
+        "",
+        "Milliseconds of one image request (a new image, so the vision tower runs): wall time "
+        "under the profiler, GPU time summed over kernels, and by kernel category.",
+        "",
+        "| model [mode] | wall | GPU busy | kernels | " + " | ".join(cats) + " |",
+        "|---|---|---|---|" + "---|" * len(cats),
+    ]
+    for r in profiled:
+        p = r["image_profile"]
+        lines.append(
+            f"| {_name(r)} | {p['wall_us'] / 1000:.1f} | {p['gpu_busy_us'] / 1000:.1f} "
+            f"| {p['kernel_launches']} | "
+            + " | ".join(f"{p['categories_us'].get(c, 0.0) / 1000:.2f}" for c in cats)
+            + " |"
+        )
+    for r in profiled:
+        lines += ["", f"Top kernels, {_name(r)}:", "", "| kernel | category | ms | calls |"]
+        lines.append("|---|---|---|---|")
+        for k in r["image_profile"]["top_kernels"]:
+            lines.append(
+                f"| {table_cell(k['name'], 90)} | {k['category']} | {k['us'] / 1000:.2f} "
+                f"| {k['calls']} |"
             )
     return lines
 
@@ -62,6 +108,11 @@ def plot(data: dict[str, Any], png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+def starts_of(data: dict[str, Any]) -> str:
+    counts = sorted({r.get("engine_starts", 1) for r in data["results"]})
+    return " / ".join(str(c) for c in counts) or "-"
 
 
 def has_matrix(data: dict[str, Any]) -> bool:
@@ -187,6 +238,8 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         f"- code: {run['git_revision']}",
         f"- started: {run['started']}",
         f"- command: `{' '.join(run['command'])}`",
+        f"- engine starts per model and mode: {starts_of(data)}; with more than one, a number is "
+        "the median over starts of each start's median, followed by (min-max over starts)",
         "",
         *(
             [
@@ -208,7 +261,8 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         s = r["single_stream"]
         wb = r.get("weight_bytes_loaded")
         lines.append(
-            f"| {_name(r)} | {s['tok_s']:.1f} | {1000 * s['tpot_s']['median']:.2f} "
+            f"| {_name(r)} | {spread_text(s['tok_s'], s.get('tok_s_starts'))} "
+            f"| {1000 * s['tpot_s']['median']:.2f} "
             f"| {1000 * s['ttft_s']['median']:.1f} | {r['roofline_tok_s']:.0f} "
             f"| {100 * r['roofline_fraction']:.0f}% | {r['decode_bytes']['total'] / 1e9:.2f} "
             f"| {wb / 2**30 if wb else float('nan'):.2f} | {r['kv_cache_tokens']} "
@@ -227,7 +281,9 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         for m in r["matrix"]:
             lines.append(
                 f"| {_name(r)} | {m['concurrency']} | {m['input_len']} -> "
-                f"{m['output_len']} | {m['output_tok_s']:,.0f} | {m['total_tok_s']:,.0f} "
+                f"{m['output_len']} "
+                f"| {spread_text(m['output_tok_s'], m.get('output_tok_s_starts'), '{:,.0f}')} "
+                f"| {m['total_tok_s']:,.0f} "
                 f"| {1000 * m['ttft_s']['median']:.1f} "
                 f"| {1000 * m['tpot_s']['median']:.2f} |"
             )
@@ -263,6 +319,7 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         for r in data["results"]:
             lines.append(f"| {_name(r)} | {counts_text(r.get('used', {}).get('kernels', {}))} |")
     lines += profile_lines(data["results"])
+    lines += image_profile_lines(data["results"])
     lines += [
         "",
         "## Ratios against the first model",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -149,6 +150,8 @@ def _check_range(field: dataclasses.Field, items: list) -> None:
     for v in items:
         if not isinstance(v, int | float) or isinstance(v, bool):
             continue
+        if not math.isfinite(v):  # nan passes every comparison; no setting means infinity
+            raise BadInput(f"{_flag(field)} {v}: must be a finite number")
         if (low is not None and v < low) or (high is not None and v > high):
             span = (
                 f"between {low} and {high}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import os
 import platform
 import resource
 import subprocess
@@ -28,6 +29,19 @@ PACKAGES = (
     "safetensors",
     "tokenizers",
 )
+
+
+def host_facts(torch) -> dict[str, Any]:
+    """The machine a run ran on: OS, CPU count, and the CUDA GPUs visible to it (none: [])."""
+    gpus = []
+    if torch is not None and torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "gpus": gpus,
+    }
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -103,6 +117,10 @@ class RunRecord:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             memory["peak_cuda_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            memory["peak_cuda_allocated_mib_per_gpu"] = [
+                round(torch.cuda.max_memory_allocated(i) / 2**20, 1)
+                for i in range(torch.cuda.device_count())
+            ]
         return {
             "stage": self.stage,
             "command": sys.argv,
@@ -110,7 +128,7 @@ class RunRecord:
             "inputs": self.inputs,
             "versions": package_versions(),
             "git_revision": git_revision(),
-            "host": {"platform": platform.platform(), "machine": platform.machine()},
+            "host": host_facts(torch),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "timings_s": {**self.timings, "total": round(time.time() - self.started, 3)},
             "memory": memory,

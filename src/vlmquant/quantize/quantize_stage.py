@@ -70,7 +70,12 @@ class QuantizeConfig:
         choices=["hf_ptq", "none"],
     )
     batch_size: int = setting(0, "calibration batch size (0: auto by memory)", low=0)
-    device: str = setting("auto", "auto, cuda or cpu", choices=["auto", "cuda", "cpu"])
+    device: str = setting(
+        "auto",
+        "auto: every visible GPU, the model spread over them as hf_ptq does (accelerate's "
+        "device_map auto; the CPU if there is no GPU); cuda: the first GPU alone; cpu",
+        choices=["auto", "cuda", "cpu"],
+    )
     seed: int = setting(1234, "random seed")
     unify_fused_scales: bool = setting(
         True,
@@ -145,6 +150,16 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
         raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
     return resolve_device(cfg.device), mode
+
+
+def devices_of(model, device_map: str) -> dict:
+    """Where the loaded model's weights sit: the device_map asked for, and parameter bytes per
+    device (with several GPUs, the split accelerate chose)."""
+    by_device: dict[str, int] = {}
+    for p in model.parameters():
+        key = str(p.device)
+        by_device[key] = by_device.get(key, 0) + p.numel() * p.element_size()
+    return {"device_map": device_map, "parameter_bytes_by_device": by_device}
 
 
 def auto_batch_size(language_model, cfg: QuantizeConfig, device: str, n: int) -> int:
@@ -232,15 +247,20 @@ def run(cfg: QuantizeConfig) -> Path:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        for i in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(i)
+    # hf_ptq loads with device_map "auto": one GPU holds all of a model that fits, several
+    # share one that does not (accelerate moves activations between them)
+    device_map = "auto" if cfg.device == "auto" and device == "cuda" else device
 
     log = out.with_name(f"{out.name}.quantize.log")  # beside the checkpoint, not in it
     log.unlink(missing_ok=True)
     with atomic_dir(out, cfg.force) as tmp, library_output(log):
         with record.timed("load"):
             model = AutoModelForImageTextToText.from_pretrained(
-                cfg.model, dtype=torch.bfloat16, device_map=device
+                cfg.model, dtype=torch.bfloat16, device_map=device_map
             ).eval()
+            placement = devices_of(model, device_map)
             processor = AutoProcessor.from_pretrained(cfg.model)
         language_model = qconfig.language_model_lineage(model)[-1]
         batch = auto_batch_size(language_model, cfg, device, len(samples))
@@ -299,6 +319,7 @@ def run(cfg: QuantizeConfig) -> Path:
         record.extra = {
             "device": device,
             "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "placement": placement,
             "calibration": {
                 "mode": mode,
                 "samples": rows,
