@@ -115,7 +115,7 @@ class RunRecord:
     def data(self) -> dict[str, Any]:
         memory: dict[str, Any] = {"peak_rss_mib": round(peak_rss_mib(), 1)}
         torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
             memory["peak_cuda_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             memory["peak_cuda_allocated_mib_per_gpu"] = [
                 round(torch.cuda.max_memory_allocated(i) / 2**20, 1)

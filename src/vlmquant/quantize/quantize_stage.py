@@ -247,6 +247,7 @@ def run(cfg: QuantizeConfig) -> Path:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if device == "cuda":
+        torch.cuda.init()  # the per-device counters exist only once CUDA is initialised
         for i in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(i)
     # hf_ptq loads with device_map "auto": one GPU holds all of a model that fits, several
