@@ -2,14 +2,16 @@
 # GPU runs on the Qwen2.5-VL-3B shape (random weights), most wanted first:
 #  1. the offline bench, BF16 vs FP8 (hf_ptq), ENGINE_STARTS (3) engine starts each
 #     ($OUT/bench-3b-h200-starts.json);
-#  2. the recipes' speed, one engine start each: BF16, hf_ptq, BF16 KV cache, fp8_cast KV scales,
-#     per-channel/per-token, per-channel/per-token + BF16 KV ($OUT/bench-recipes-3b-h200.json);
+#  2. the recipes' speed, one engine start each: hf_ptq's, then RECIPES (default: BF16 KV cache,
+#     fp8_cast KV scales, per-channel/per-token, per-channel/per-token + BF16 KV)
+#     ($OUT/bench-recipes-3b-h200.json; the BF16 base's speed is step 1's);
 #  3. one engine each, profiled: decode steps and one image request ($OUT/bench-3b-h200-profile.json);
 #  4. quantize --device auto (hf_ptq's device_map "auto") against --device cuda (one GPU):
 #     the two exports diffed tensor by tensor ($OUT/device-parity.json).
 # Each bench JSON is rendered beside itself. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh + env.sh): OUT=DIR bash scripts/gpu/spread_3b.sh
-#   env: ENGINE_STARTS (3), SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU smoke test)
+#   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
+#        smoke test)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 skip=" ${SKIP:-} "
@@ -31,20 +33,22 @@ export_of() {  # NAME QUANTIZE-FLAGS...: an export of the base, made once
 if [[ "$skip" != *" 1 "* ]]; then
   step "1: offline bench, ${ENGINE_STARTS:-3} engine starts"
   vq bench --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" \
-    --engine-starts "${ENGINE_STARTS:-3}" --concurrency "${c1[@]}" --shapes "$io" --repeats "$reps" \
+    --engine-starts "${ENGINE_STARTS:-3}" --concurrency "${c1[@]}" --shapes "$io" --repeats 3 \
     "${args[@]}" --out "$out/bench-3b-h200-starts.json" --force 2>&1 | grep --line-buffered "^bench\|rror"
   render bench-3b-h200-starts
 fi
 if [[ "$skip" != *" 2 "* ]]; then
   step "2: recipes' speed"
-  export_of bf16kv --kv-cache-qformat none
-  export_of fp8cast_kv --kv-cache-qformat fp8_cast
-  export_of pcpt --qformat fp8_per_channel_per_token
-  export_of pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
+  declare -A flags=([bf16kv]="--kv-cache-qformat none" [fp8cast_kv]="--kv-cache-qformat fp8_cast"
+    [pcpt]="--qformat fp8_per_channel_per_token"
+    [pcpt_bf16kv]="--qformat fp8_per_channel_per_token --kv-cache-qformat none")
   ln -sfn "$q/fp8_fp8_demo" "$q/hf_ptq"  # the recipe's name on the page
-  models=()
-  for m in hf_ptq bf16kv fp8cast_kv pcpt pcpt_bf16kv; do models+=(--model "$q/$m"); done
-  vq bench --model "$base" "${models[@]}" --modes "$mode" --engine-starts 1 --concurrency "${c2[@]}" \
+  models=(--model "$q/hf_ptq")  # the first: the ratios are against hf_ptq's recipe
+  for m in ${RECIPES:-bf16kv fp8cast_kv pcpt pcpt_bf16kv}; do
+    # shellcheck disable=SC2086
+    export_of "$m" ${flags[$m]:?unknown recipe $m}; models+=(--model "$q/$m")
+  done
+  vq bench "${models[@]}" --modes "$mode" --engine-starts 1 --concurrency "${c2[@]}" \
     --shapes "$io" --repeats 3 "${args[@]}" --out "$out/bench-recipes-3b-h200.json" --force \
     2>&1 | grep --line-buffered "^bench\|rror"
   render bench-recipes-3b-h200
