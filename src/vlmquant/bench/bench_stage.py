@@ -225,7 +225,7 @@ def validate(cfg: BenchConfig) -> Checked:
         validate_serve(cfg)
     for m in cfg.model:
         check_apart(cfg.out, {"--model": m})
-    check_output(cfg.out, cfg.force)
+    check_output(cfg.out, cfg.force, kind="file")
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -223,7 +223,7 @@ def run(cfg: CalibConfig) -> Path:
     paths = output_paths(cfg.out)
     for p in paths.values():
         check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})
-        check_output(p, cfg.force)
+        check_output(p, cfg.force, kind="file")
 
     if cfg.demo:
         captions, source = (

@@ -272,6 +272,23 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
             )
         )
 
+    # scale values vLLM can run
+    from vlmquant.checkpoint.contract import bad_scales
+
+    bad_values = bad_scales(checkpoint)
+    if bad_values:
+        findings.append(
+            Finding(
+                "scale-values",
+                "error",
+                f"{len(bad_values)} scale tensors hold NaN, infinite, zero or negative values; "
+                "vLLM loads them and computes garbage (NaN spreads to every later token; a zero "
+                "weight scale silences its layer)",
+                "re-export with vlmquant quantize from an intact BF16 checkpoint",
+                bad_values,
+            )
+        )
+
     # per-linear precision vs what vLLM will run
     wrong = []
     for module, cls in modules.items():

@@ -4,9 +4,10 @@ A checkpoint folder must have a readable config.json, complete safetensors files
 parameter the architecture needs with the right shapes (nothing missing, nothing unexpected
 besides ModelOpt's scale tensors), the tokenizer and processor files, and the quantization
 state the stage needs: `quantize`'s source must be BF16 (re-quantizing an export drops its
-scales and re-quantizes FP8 codes), eval's base too. Each failure is one BadInput line naming
-the file or tensor and the fix. Reads headers and builds the architecture on the meta device:
-no weights are loaded.
+scales and re-quantizes FP8 codes), eval's base too; an export's scales must be finite and
+above 0. Each failure is one BadInput line naming the file or tensor and the fix. Reads headers
+and the scale tensors, and builds the architecture on the meta device: no weights are loaded
+(`check_finite` checks the weights of a model a stage loaded anyway).
 """
 
 from __future__ import annotations
@@ -108,7 +109,57 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
                 "has no quantization config; restore hf_quant_config.json or re-export"
             )
     check_tensors(path, flag, stored, expected_tensors(path), _tied(config))
+    if quantized:
+        bad = bad_scales(path)
+        if bad:
+            raise BadInput(
+                f"{flag} {path}: {bad[0]} (+{len(bad) - 1} more) — a scale must be a finite "
+                "number above 0; the export is damaged: re-export it with `vlmquant quantize`"
+            )
     return config
+
+
+def bad_scales(path: Path) -> list[str]:
+    """Scale tensors (ModelOpt's weight/input/k/v scales) holding a value vLLM cannot run: NaN,
+    infinite, zero or negative (a zero weight scale silences its layer; NaN poisons every
+    token after it). Reads the scales only: small tensors."""
+    import torch
+    from safetensors import safe_open
+
+    bad = []
+    by_file: dict[str, list[str]] = {}
+    for t in tensors(path):
+        if t.name.rsplit(".", 1)[-1] in SCALE_SUFFIXES:
+            by_file.setdefault(t.file, []).append(t.name)
+    for file, names in sorted(by_file.items()):
+        with safe_open(str(path / file), "pt") as f:
+            for name in names:
+                v = f.get_tensor(name).float()
+                wrong = ~torch.isfinite(v) | (v <= 0)
+                if wrong.any():
+                    bad.append(f"{name} = {v[wrong].flatten()[0].item():g}")
+    return sorted(bad)
+
+
+def nonfinite_parameter(model) -> str | None:
+    """The first parameter of a loaded model holding NaN or an infinity, if any."""
+    import torch
+
+    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)  # FP8 codes: their scales are checked
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and p.dtype not in fp8 and not torch.isfinite(p).all():
+            return name
+    return None
+
+
+def check_finite(model, path: Path, flag: str) -> None:
+    """A loaded checkpoint's weights are finite numbers, else bad input naming the first."""
+    name = nonfinite_parameter(model)
+    if name is not None:
+        raise BadInput(
+            f"{flag} {path}: weight {name} holds NaN or infinite values; the checkpoint is "
+            "damaged: restore its weights or rebuild it"
+        )
 
 
 def check_tensors(path: Path, flag: str, stored: dict, expected: dict, tied: bool) -> None:

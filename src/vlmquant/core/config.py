@@ -94,7 +94,8 @@ def load_recipe(path: Path, tables: set[str] | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise BadInput(f"recipe {path}: no such file; pass an existing TOML file to --recipe")
     try:
-        recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (some Windows editors write one) is harmless
+        recipe = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise BadInput(f"recipe {path}: not UTF-8 text; pass a TOML file") from None
     except tomllib.TOMLDecodeError as e:

@@ -14,9 +14,15 @@ from typing import Any
 from vlmquant.core.errors import BadInput
 
 
-def check_output(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing output unless --force, and an output whose folder cannot
-    be written (before any work is done)."""
+def check_output(path: Path, force: bool, kind: str = "folder") -> None:
+    """Refuse to overwrite an existing output unless --force, an output of the other `kind`
+    (a file where a folder is written, or the reverse: --force or not, that is someone else's),
+    and an output whose folder cannot be written (before any work is done)."""
+    if path.exists() and path.is_dir() != (kind == "folder"):
+        what = "a folder" if path.is_dir() else "a file"
+        raise BadInput(
+            f"output {path}: is {what}, but this stage writes a {kind} there; pass another path"
+        )
     if path.exists() and not force:
         raise BadInput(
             f"output {path} already exists; pass --force to replace it or choose another path"

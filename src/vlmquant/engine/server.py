@@ -56,12 +56,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (`host` must be an address of this
+    machine: see `local_address`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
+    return True
+
+
+def local_address(host: str) -> bool:
+    """Whether `host` names an address this machine can listen on (port 0: any free one)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+    except (OSError, UnicodeError):
+        return False
     return True
 
 

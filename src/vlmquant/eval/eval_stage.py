@@ -130,7 +130,7 @@ def validate(cfg: EvalConfig) -> str:
             "--text": cfg.text,
         },
     )
-    check_output(cfg.out, cfg.force)
+    check_output(cfg.out, cfg.force, kind="file")
     return resolve_device(cfg.device)
 
 

