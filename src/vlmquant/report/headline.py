@@ -70,9 +70,36 @@ def render(results: Path = RESULTS) -> str:
         f"stream {pc_ratios['single_stream_tok_s']:.2f}x, 448 px image prefill "
         f"{pc_ratios['image_prefill_speedup']:.2f}x.",
         "",
+        *image_share_lines(_load("bench-3b-h200-starts.json")),
         *trained_lines(results),
     ]
     return "\n".join(lines)
+
+
+def image_share_lines(bench: dict[str, Any]) -> list[str]:
+    """Where an image request's time goes, per model of the multi-start offline bench: the
+    whole request against a text prompt of the same length (the language model's share)."""
+    side = bench["run"]["config"]["image_size"]
+    starts = "/".join(sorted({str(r["engine_starts"]) for r in bench["results"]}))
+    out = []
+    for r in bench["results"]:
+        whole, text = r["image_prefill_s"], r["text_prefill_same_len_s"]
+        out.append(
+            f"`{_short(r['model'])}`: {1000 * whole['median']:.0f} ms "
+            f"({1000 * whole['min']:.0f}–{1000 * whole['max']:.0f}) for the "
+            f"{r['image_prompt_tokens']}-token image request, {1000 * text['median']:.0f} ms "
+            "for a text prompt of the same length"
+        )
+    return [
+        f"Where a {side} px image request's time goes ([bench-3b-h200-starts.md]"
+        f"(docs/results/bench-3b-h200-starts.md), {starts} engine starts"
+        + ("" if bench["complete"] else "; an incomplete run: BF16 only")
+        + "): "
+        + "; ".join(out)
+        + ". The rest, the image's share (preprocessing, the BF16 vision tower), is the part an "
+        "LM-only FP8 export does not change.",
+        "",
+    ]
 
 
 def trained_lines(results: Path) -> list[str]:
