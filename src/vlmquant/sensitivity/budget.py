@@ -25,7 +25,7 @@ from vlmquant.sensitivity.units import KV_UNIT
 
 def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]:
     """A sensitivity file measured on this base with this recipe, or BadInput naming why not."""
-    from vlmquant.sensitivity.sensitivity_stage import base_identity
+    from vlmquant.checkpoint.contract import weights_identity
 
     fix = f"measure this base: vlmquant sensitivity --base {base} --calib FILE --out {path}"
     if not path.is_file():
@@ -37,7 +37,7 @@ def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]
         costs = [(u["unit"], float(u["cost"]), int(u["weight_bytes_saved"])) for u in units]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         raise BadInput(f"--sensitivity {path}: not a sensitivity file; {fix}") from None
-    if identity != base_identity(base):
+    if identity != weights_identity(base):
         raise BadInput(
             f"--sensitivity {path}: measured on another model ({sens.get('base')}), not on "
             f"--model {base}; {fix}"

@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from vlmquant.checkpoint.contract import weights_identity
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -71,21 +72,6 @@ class SensitivityConfig:
     force: bool = setting(False, "replace an existing output file")
 
 
-def base_identity(base: Path) -> dict[str, str]:
-    """What ties a sensitivity file to its base: the config's and the weights' sha256."""
-    import hashlib
-
-    from vlmquant.core.runinfo import sha256_file
-
-    weights = hashlib.sha256()
-    for f in sorted(base.glob("*.safetensors")):
-        weights.update(sha256_file(f).encode())
-    return {
-        "config_sha256": sha256_file(base / "config.json"),
-        "weights_sha256": weights.hexdigest(),
-    }
-
-
 def validate(cfg: SensitivityConfig) -> str:
     from vlmquant.checkpoint import contract
 
@@ -97,6 +83,7 @@ def validate(cfg: SensitivityConfig) -> str:
     if cfg.quantized is not None:
         contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
         contract.check_same_model(cfg.base, cfg.quantized)
+        contract.check_made_from(cfg.quantized, cfg.base)
     if cfg.calib is not None and not cfg.calib.is_file():
         raise BadInput(f"--calib {cfg.calib}: no such file; build one with `vlmquant calib`")
     if cfg.max_samples < 1 and cfg.text is None or cfg.seq_len < 2:
@@ -217,7 +204,7 @@ def run(cfg: SensitivityConfig) -> Path:
             whole = scorer.score()
             board.set_kv(False)
             linears_only = scorer.score()
-        identity = base_identity(cfg.base)
+        identity = weights_identity(cfg.base)
         from vlmquant.engine.args import quant_info
 
         quant_cfg = json.dumps(quant_info(export))
