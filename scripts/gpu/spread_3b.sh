@@ -5,7 +5,7 @@
 #  2. the recipes' speed, one engine start each: hf_ptq's, then RECIPES (default: BF16 KV cache,
 #     fp8_cast KV scales, per-channel/per-token, per-channel/per-token + BF16 KV)
 #     ($OUT/bench-recipes-3b-h200.json; the BF16 base's speed is step 1's);
-#  3. one engine each, profiled: decode steps and one image request ($OUT/bench-3b-h200-profile.json);
+#  3. one engine each, its decode steps profiled ($OUT/bench-3b-h200-profile.json);
 #  4. quantize --device auto (hf_ptq's device_map "auto") against --device cuda (one GPU):
 #     the two exports diffed tensor by tensor ($OUT/device-parity.json).
 # Each bench JSON is rendered beside itself. Long: run it in the background and poll.
@@ -54,7 +54,7 @@ if [[ "$skip" != *" 2 "* ]]; then
   render bench-recipes-3b-h200
 fi
 if [[ "$skip" != *" 3 "* ]]; then
-  step "3: profiles (decode steps, one image request)"
+  step "3: decode-step profiles"
   vq bench --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" --engine-starts 1 \
     --no-matrix --repeats "$reps" --profile-steps 64 "${args[@]}" \
     --out "$out/bench-3b-h200-profile.json" --force 2>&1 | grep --line-buffered "^bench\|rror"

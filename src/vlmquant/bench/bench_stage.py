@@ -67,8 +67,8 @@ class BenchConfig:
     )
     profile_steps: int = setting(
         0,
-        "also profile this many single-stream decode steps per engine, and one image request "
-        "(torch profiler, GPU time by kernel category vs wall time; CUDA only; 0 = off)",
+        "also profile this many single-stream decode steps per engine (torch profiler, GPU "
+        "time by kernel category vs wall time; CUDA only; 0 = off)",
         low=0,
     )
     image: str | None = setting(

@@ -103,8 +103,6 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
             text_times.append(timed(text, 1)[0])
         result["image_prefill_s"] = _stats(times)
         result["text_prefill_same_len_s"] = _stats(text_times)
-        if cfg.get("profile_steps"):
-            result["image_profile"] = profile_call(lambda: request(10**6))
     return result
 
 
@@ -150,26 +148,6 @@ def kernel_times(fn) -> tuple[float, dict[str, tuple[float, int]]]:
             t, n = kernels.get(evt.key, (0.0, 0))
             kernels[evt.key] = (t + us, n + evt.count)
     return wall, kernels
-
-
-def profile_call(fn) -> dict[str, Any]:
-    """One call (an image request) profiled: wall time, GPU busy time by kernel category, and
-    the top kernels. The image is new to the engine, so its vision tower runs."""
-    wall, kernels = kernel_times(fn)
-    categories: dict[str, float] = {}
-    for k, (us, _) in kernels.items():
-        categories[kernel_category(k)] = categories.get(kernel_category(k), 0.0) + us
-    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
-    return {
-        "wall_us": wall * 1e6,  # under the profiler, which slows the host
-        "gpu_busy_us": sum(categories.values()),
-        "kernel_launches": sum(n for _, n in kernels.values()),
-        "categories_us": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
-        "top_kernels": [
-            {"name": k[:160], "category": kernel_category(k), "us": us, "calls": n}
-            for k, (us, n) in ranked[:15]
-        ],
-    }
 
 
 def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, Any]:

@@ -44,41 +44,6 @@ def image_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
-    """Per engine that profiled one image request: GPU kernel time by category vs wall."""
-    profiled = [r for r in results if r.get("image_profile")]
-    if not profiled:
-        return []
-    cats = sorted({c for r in profiled for c in r["image_profile"]["categories_us"]})
-    lines = [
-        "",
-        "## Image request profile (torch profiler, first engine start)",
-        "",
-        "Milliseconds of one image request (a new image, so the vision tower runs): wall time "
-        "under the profiler, GPU time summed over kernels, and by kernel category.",
-        "",
-        "| model [mode] | wall | GPU busy | kernels | " + " | ".join(cats) + " |",
-        "|---|---|---|---|" + "---|" * len(cats),
-    ]
-    for r in profiled:
-        p = r["image_profile"]
-        lines.append(
-            f"| {_name(r)} | {p['wall_us'] / 1000:.1f} | {p['gpu_busy_us'] / 1000:.1f} "
-            f"| {p['kernel_launches']} | "
-            + " | ".join(f"{p['categories_us'].get(c, 0.0) / 1000:.2f}" for c in cats)
-            + " |"
-        )
-    for r in profiled:
-        lines += ["", f"Top kernels, {_name(r)}:", "", "| kernel | category | ms | calls |"]
-        lines.append("|---|---|---|---|")
-        for k in r["image_profile"]["top_kernels"]:
-            lines.append(
-                f"| {table_cell(k['name'], 90)} | {k['category']} | {k['us'] / 1000:.2f} "
-                f"| {k['calls']} |"
-            )
-    return lines
-
-
 def plot(data: dict[str, Any], png: Path) -> None:
     import matplotlib
 
@@ -319,7 +284,6 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         for r in data["results"]:
             lines.append(f"| {_name(r)} | {counts_text(r.get('used', {}).get('kernels', {}))} |")
     lines += profile_lines(data["results"])
-    lines += image_profile_lines(data["results"])
     if data["ratios"]:
         lines += [
             "",
