@@ -530,3 +530,70 @@ def test_eval_holds_out_the_exports_own_calibration_set(
                     "--no-vllm", "--out", out)  # fmt: skip
     assert code == 2 and "not the set" in err and "was calibrated on" in err, err
     assert not out.exists()
+
+
+def test_inputs_that_parse_but_cannot_be_right(tiny_model, demo_calib, quantized, cli, tmp_path):
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(b"a caption\x00with a NUL\nanother\n")
+    images = tmp_path / "images"
+    shutil.copytree(demo_calib.with_name("demo_captions_images"), images)
+    first = json.loads(demo_calib.with_suffix(".jsonl").read_text().splitlines()[0])
+    (images / first["file_name"]).write_bytes(b"not a png")
+    q = tmp_path / "q"
+    cases = [
+        (["quantize", "--model", tiny_model, "--calib", nul, "--calib-size", 2, "--out", q],
+         "holds NUL bytes"),
+        (["quantize", "--model", tiny_model, "--calib", demo_calib, "--calib-size", 16,
+          "--scope", "full", "--images", images, "--out", q],
+         f"{first['file_name']} is not a readable image"),
+        (["serve", "--model", tiny_model, "--vllm-args", "--port 9000", "--print-command"],
+         "--vllm-args --port: set by --port"),
+        (["serve", "--model", tiny_model, "--vllm-args=--model=/x", "--print-command"],
+         "--vllm-args --model=/x: set by --model"),
+        (["bench", "--model", tiny_model, "--engine-arg", "max_model_len=abc", "--out",
+          tmp_path / "b.json"], "--engine-arg max_model_len: set by --max-model-len"),
+        (["bench", "--model", tiny_model, "--engine-arg", "tensor_parallel_size=2", "--out",
+          tmp_path / "b.json"], "set by --tensor-parallel-size"),
+        (["infer", "--model", tiny_model, "--top-p", 0, "--out-dir", tmp_path / "i"],
+         "--top-p 0: must be above 0"),
+    ]  # fmt: skip
+    for args, says in cases:
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[bench]\nconcurrency = []\n")
+    code, err = cli("bench", "--recipe", recipe, "--model", tiny_model, "--out", tmp_path / "b")
+    assert code == 2 and "--concurrency and --shapes need at least one value" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "nul.txt", "r.toml"]
+
+
+def test_an_export_that_states_two_formats_is_damaged(quantized, tiny_model, cli, tmp_path):
+    """vLLM reads config.json's quantization_config, the eval hf_quant_config.json: when they
+    disagree the eval measured a format vLLM does not run."""
+    export = tmp_path / "e"
+    shutil.copytree(quantized(), export)
+    config = json.loads((export / "config.json").read_text())
+    config["quantization_config"]["quant_algo"] = "FP8_PER_CHANNEL_PER_TOKEN"
+    (export / "config.json").write_text(json.dumps(config))
+    says = "hf_quant_config.json says quant_algo FP8, config.json's quantization_config says"
+    code, err = cli("check-vllm", export)
+    assert code == 2 and "[quant-records]" in err and says in err, err
+    code, err = cli("eval", "--base", tiny_model, "--quantized", export, "--no-vllm", "--out",
+                    tmp_path / "f.json")  # fmt: skip
+    assert code == 2 and says in err and not (tmp_path / "f.json").exists()
+
+
+def test_report_names_no_base_when_the_recorded_one_is_not_there(
+    other_tiny, quantized, cli, tmp_path
+):
+    """With only another model's checkpoint in checkpoints/, the report used it as the base."""
+    root = tmp_path / "m"
+    shutil.copytree(other_tiny, root / "checkpoints" / "other")
+    shutil.copytree(quantized(), root / "quantized" / "v")
+    code, err = cli("report", "--model-root", root, "--index", tmp_path / "index.md",
+                    "--no-check-vllm")  # fmt: skip
+    assert code == 0, err
+    page = (root / "reports" / "report-v.md").read_text()
+    assert "checkpoints/other" not in page
+    made_from = json.loads((quantized() / "run.json").read_text())["config"]["model"]
+    assert f"--base {made_from} " in page  # the suggested eval names the recorded source

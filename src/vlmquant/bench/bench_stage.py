@@ -106,6 +106,16 @@ class BenchConfig:
     force: bool = setting(False, "replace an existing output file")
 
 
+# LLM() arguments bench sets from its own flags
+BENCH_OWN = {
+    "model": "--model",
+    "max_model_len": "--max-model-len",
+    "enforce_eager": "--modes",
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+}
+
+
 def parse_shapes(shapes: list[str]) -> list[tuple[int, int]]:
     out = []
     for s in shapes:
@@ -209,8 +219,15 @@ def validate(cfg: BenchConfig) -> Checked:
         raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")
     if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1 or len(cfg.single_stream) != 2:
         raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
+    if cfg.matrix and not (cfg.concurrency and cfg.shapes):
+        raise BadInput(
+            "--concurrency and --shapes need at least one value each (or pass --no-matrix)"
+        )
     shapes = parse_shapes(cfg.shapes)
     engine_args = parse_pairs(cfg.engine_arg, "--engine-arg", as_json=True)
+    from vlmquant.engine.args import check_not_overridden
+
+    check_not_overridden(list(engine_args), "--engine-arg", BENCH_OWN)
     engine_env = parse_pairs(cfg.engine_env, "--engine-env", as_json=False)
     if cfg.profile_steps < 0:
         raise BadInput("--profile-steps must be >= 0")

@@ -160,9 +160,24 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     cpu_build = current_platform.is_cpu()
     findings: list[Finding] = []
 
-    # scale values vLLM can run
-    from vlmquant.checkpoint.contract import bad_scales
+    # one format, stated alike in hf_quant_config.json and config.json
+    from vlmquant.checkpoint.contract import bad_scales, check_quant_records_agree
 
+    try:
+        check_quant_records_agree(checkpoint, json.loads((checkpoint / "config.json").read_text()))
+    except BadInput as e:
+        findings.append(
+            Finding(
+                "quant-records",
+                "error",
+                "hf_quant_config.json and config.json's quantization_config state different "
+                "formats (vLLM reads config.json's, this project's eval hf_quant_config.json's)",
+                "re-export with vlmquant quantize",
+                [str(e).split(": ", 1)[1].split("; the export")[0]],
+            )
+        )
+
+    # scale values vLLM can run
     bad_values = bad_scales(checkpoint)
     if bad_values:
         findings.append(

@@ -110,6 +110,7 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             )
     check_tensors(path, flag, stored, expected_tensors(path), _tied(config))
     if quantized:
+        check_quant_records_agree(path, config)
         bad = bad_scales(path)
         if bad:
             raise BadInput(
@@ -118,6 +119,26 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
                 "number above 0; the export is damaged: re-export it with `vlmquant quantize`"
             )
     return config
+
+
+def check_quant_records_agree(path: Path, config: dict[str, Any]) -> None:
+    """An export states its format twice, in hf_quant_config.json and in config.json's
+    quantization_config; vLLM reads config.json first, this project hf_quant_config.json: they
+    must say the same."""
+    from vlmquant.engine.args import config_quant_info
+
+    f = path / "hf_quant_config.json"
+    in_config = config_quant_info(config.get("quantization_config"))
+    if not f.is_file() or in_config is None:
+        return
+    in_file = read_json(f).get("quantization", {})
+    for key in ("quant_algo", "kv_cache_quant_algo"):
+        if in_file.get(key) != in_config[key]:
+            raise BadInput(
+                f"{path}: hf_quant_config.json says {key} {in_file.get(key)}, config.json's "
+                f"quantization_config says {in_config[key]}; the export is damaged: re-export it "
+                "with `vlmquant quantize`"
+            )
 
 
 def bad_scales(path: Path) -> list[str]:

@@ -27,7 +27,8 @@ def hide_amx_if_asked() -> None:
 def quant_info(model_dir: Path) -> dict[str, Any] | None:
     """A ModelOpt export's `quant_algo`, `kv_cache_quant_algo` and `exclude_modules`, from
     hf_quant_config.json or, without it, config.json's quantization_config (vLLM reads
-    either); None for an unquantized checkpoint."""
+    either; the checkpoint contract checks that both say the same); None for an unquantized
+    checkpoint."""
     import json
 
     f = model_dir / "hf_quant_config.json"
@@ -35,6 +36,11 @@ def quant_info(model_dir: Path) -> dict[str, Any] | None:
         return json.loads(f.read_text()).get("quantization", {})
     cfg = model_dir / "config.json"
     qc = json.loads(cfg.read_text()).get("quantization_config") if cfg.is_file() else None
+    return config_quant_info(qc)
+
+
+def config_quant_info(qc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """config.json's ModelOpt `quantization_config` in hf_quant_config.json's terms."""
     if not qc or qc.get("quant_method") != "modelopt":
         return None
     kv = qc.get("kv_cache_scheme") or {}
@@ -166,3 +172,15 @@ def check_tensor_parallel(
                 f"{flag} {tp}: asks for {tp} GPUs, {visible} visible here; pass at most "
                 f"{max(visible, 1)}"
             )
+
+
+def check_not_overridden(keys: list[str], flag: str, own: dict[str, str]) -> None:
+    """Extra engine settings (`flag`: --engine-arg, --vllm-args) may not set what the stage sets
+    from its own flags (`own`: key -> that flag): vLLM would take one, the stage's checks and
+    records the other."""
+    from vlmquant.core.errors import BadInput
+
+    for key in keys:
+        k = key.lstrip("-").split("=", 1)[0].replace("-", "_")
+        if k in own:
+            raise BadInput(f"{flag} {key}: set by {own[k]}; pass it there instead")

@@ -74,6 +74,8 @@ def validate(cfg: InferConfig) -> list[Prompt]:
     for path in (cfg.model, cfg.compare):
         if path is not None:
             check_tensor_parallel(path, cfg.tensor_parallel_size)
+    if cfg.top_p == 0:  # the range check lets 0 through; vLLM refuses it after a load
+        raise BadInput("--top-p 0: must be above 0 (1: no nucleus cut)")
     if cfg.expect_fp8 and not is_quantized(cfg.model):
         raise BadInput(
             f"--expect-fp8: {cfg.model} has no hf_quant_config.json, so it is not a "

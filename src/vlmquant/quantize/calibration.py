@@ -33,12 +33,18 @@ def image_rows_for(calib: Path) -> Path:
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise BadInput(
             f"{what} {path}: not UTF-8 text (byte {e.start}); pass a calibration set "
             "built by `vlmquant calib`"
         ) from None
+    if "\x00" in text:  # valid UTF-8, but no text file holds NUL: a binary file renamed
+        raise BadInput(
+            f"{what} {path}: holds NUL bytes (line {text[: text.index(chr(0))].count(chr(10)) + 1})"
+            ", so it is not a text file; pass a calibration set built by `vlmquant calib`"
+        )
+    return text
 
 
 def _jsonl_rows(path: Path) -> list[dict]:
@@ -109,6 +115,17 @@ def resolve_images(samples: list[Sample], images: Path | None) -> list[Path]:
             f"--images {images}: {len(missing)} of {len(samples)} calibration images "
             f"missing (first: {missing[0]}); put them there or use --calib-mode text"
         )
+    from PIL import Image, UnidentifiedImageError
+
+    for p in dict.fromkeys(paths):  # each file once: a header check, no decoding
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError):
+            raise BadInput(
+                f"--images {images}: {p.name} is not a readable image; restore it or rebuild "
+                "the calibration set"
+            ) from None
     return paths
 
 

@@ -368,6 +368,8 @@ def render_variant(
     run = _load(variant / "run.json", ("config", "size"))
     pmap = _load(variant / "precision_map.json")
     runs = root / "runs" / name
+    # in suggested commands: the checkpoint the variant was made from, when it is not here
+    base_arg = base or (run or {}).get("config", {}).get("model") or "BASE_CHECKPOINT"
     fid = _load(runs / "fidelity.json")
     bench = _load(root / "runs" / "bench.json")
     infer_dir = runs / "infer"
@@ -385,7 +387,7 @@ def render_variant(
         if (infer_dir / "run.json").is_file()
         else not_run(
             "No vLLM samples recorded.",
-            f"vlmquant infer --model {variant} --compare {base} --out-dir {infer_dir}",
+            f"vlmquant infer --model {variant} --compare {base_arg} --out-dir {infer_dir}",
         )
     )
     if fid:
@@ -394,14 +396,15 @@ def render_variant(
     else:
         out["Fidelity"] = not_run(
             "No fidelity measured.",
-            f"vlmquant eval --base {base} --quantized {variant} --out {runs / 'fidelity.json'}",
+            f"vlmquant eval --base {base_arg} --quantized {variant} --out {runs / 'fidelity.json'}",
         )
     out["Performance"] = (
         performance(bench, name)
         if bench
         else not_run(
             "No benchmark recorded (it needs a GPU).",
-            f"vlmquant bench --model {base} --model {variant} --out {root / 'runs' / 'bench.json'}",
+            f"vlmquant bench --model {base_arg} --model {variant} "
+            f"--out {root / 'runs' / 'bench.json'}",
         )
     )
     out["vLLM compatibility"] = compatibility(variant, do_check)
@@ -436,13 +439,15 @@ def render_variant(
 
 def base_of(variant: Path, bases: list[Path]) -> Path | None:
     """The checkpoint the variant was quantized from (its run.json's --model) when it is one of
-    the model's checkpoints; else the only checkpoint there; else none (not a guess by name)."""
+    the model's checkpoints; with no record of its source, the only checkpoint there; else none
+    (not a guess)."""
     model = (_load(variant / "run.json") or {}).get("config", {}).get("model")
     if model:
         for b in bases:
             if b.resolve() == Path(model).resolve() or b.name == Path(model).name:
                 return b
-    return bases[0] if len(bases) == 1 else None
+    # a recorded source that is none of these checkpoints: no base (the only one is another's)
+    return bases[0] if len(bases) == 1 and not model else None
 
 
 def run(cfg: ReportConfig) -> Path:

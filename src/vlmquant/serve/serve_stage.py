@@ -62,6 +62,23 @@ def command(cfg: ServeConfig) -> list[str]:
     return server.serve_command(cfg.model, kwargs, cfg.host, cfg.port, name, extra_flags(cfg))
 
 
+# vLLM server settings that serve's own flags set (the checkpoint is the positional argument)
+SERVE_OWN = {
+    k: "--" + k.replace("_", "-")
+    for k in (
+        "model",
+        "host",
+        "port",
+        "served_model_name",
+        "max_model_len",
+        "kv_cache_dtype",
+        "tensor_parallel_size",
+        "gpu_memory_utilization",
+        "enforce_eager",
+    )
+}
+
+
 def extra_flags(cfg: ServeConfig) -> list[str]:
     try:
         return shlex.split(cfg.vllm_args)
@@ -82,7 +99,10 @@ def validate(cfg: ServeConfig) -> None:
     check_tensor_parallel(cfg.model, cfg.tensor_parallel_size, need_devices=not cfg.print_command)
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
-    extra_flags(cfg)
+    from vlmquant.engine.args import check_not_overridden
+
+    extra = extra_flags(cfg)
+    check_not_overridden([f for f in extra if f.startswith("--")], "--vllm-args", SERVE_OWN)
     verdict = check_vllm.check(cfg.model)
     if not verdict["ok"]:
         raise BadInput(check_vllm.failure_line(verdict))
