@@ -51,3 +51,4 @@ def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli
     assert abs(v["nll_quant"] - text["nll_quant"]) <= 0.01 * text["nll_quant"]
     assert v["top1_agreement_emulation_vs_vllm_clear"]["positions"] > 0
     assert "lm_eval" not in r  # removed: it never ran anywhere (issue #16)
+    assert not list(tmp_path.glob(".*-work"))  # the engines' work folder is gone

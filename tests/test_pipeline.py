@@ -3,6 +3,8 @@ calib and everything after it and nothing before."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -45,14 +47,22 @@ def ran(out: str) -> list[str]:
     return [line.split()[-1] for line in out.splitlines() if line.startswith("pipeline: running")]
 
 
-def test_skip_logic(recipe, tmp_path, capsys):
+def test_skip_logic(recipe, tmp_path, capsys, monkeypatch):
+    """Keys live beside the outputs, so a run from another folder finds them."""
     from vlmquant.cli import main
 
-    state = ["--state", str(tmp_path / "state.json")]
+    state: list[str] = []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
     assert main(["pipeline", "--recipe", str(recipe(1234)), *state]) == 0
     assert ran(capsys.readouterr().out) == ["make-tiny", "calib", "quantize", "eval", "report"]
-    report = tmp_path / "models" / "tiny_qwen2_5_vl" / "reports" / "report-fp8_fp8_demo.md"
-    assert report.is_file()
+    root = tmp_path / "models" / "tiny_qwen2_5_vl"
+    report = root / "reports" / "report-fp8_fp8_demo.md"
+    assert report.is_file() and list((tmp_path / "a").iterdir()) == []
+    marker = json.loads((root / "quantized" / ".fp8_fp8_demo.pipeline.json").read_text())
+    assert marker["stage"] == "quantize" and len(marker["key"]) == 64
+    monkeypatch.chdir(tmp_path / "b")
     assert main(["pipeline", "--recipe", str(recipe(1234)), *state]) == 0
     out = capsys.readouterr().out
     assert ran(out) == [] and out.count("is current, skipped") == 5

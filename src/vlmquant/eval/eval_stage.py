@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -299,8 +300,12 @@ def run(cfg: EvalConfig) -> Path:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
-    with record.timed("vllm"):
-        vllm = run_vllm(cfg, text_ids, emu_top1, cfg.out.parent / f".{cfg.out.stem}-work")
+    work = cfg.out.parent / f".{cfg.out.stem}-work"
+    try:  # a failed engine's log is kept elsewhere (engine.worker.keep_log): nothing stays here
+        with record.timed("vllm"):
+            vllm = run_vllm(cfg, text_ids, emu_top1, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     result = {
         "base": str(cfg.base),
         "quantized": str(cfg.quantized),

@@ -7,9 +7,10 @@ report (whenever the recipe quantizes). A stage is current when its settings and
 upstream are unchanged since it last ran and its output exists: each stage's key hashes its
 resolved settings, its external inputs (the COCO annotations, the base checkpoint's files),
 and the key of the stage before it, so changing the calibration seed reruns calib and every
-stage after it, and nothing before. Keys live in runs/pipeline/state.json (relative to where
-you run it), one per stage output, so recipes sharing a base model or calib set share them.
-`--force-stage NAME` reruns one stage (and so the ones after it).
+stage after it, and nothing before. Each key lives beside the output it describes
+(`.<output name>.pipeline.json` in the output's folder), so it does not depend on where you run
+the pipeline, and recipes sharing a base model or calib set share it; `--state FILE` keeps all
+keys in one file instead. `--force-stage NAME` reruns one stage (and so the ones after it).
 """
 
 from __future__ import annotations
@@ -35,7 +36,47 @@ class PipelineConfig:
     force_stage: list[str] = setting(
         [], "stages to rerun even when current (and all after)", choices=list(ORDER)
     )
-    state: Path | None = setting(None, "state file (default runs/pipeline/state.json)")
+    state: Path | None = setting(
+        None, "one state file for every stage (default: a key file beside each stage's output)"
+    )
+
+
+def made_path(output: Path) -> Path:
+    """What a stage made: the folder when its output is named by a file inside it."""
+    return output.parent if output.name in OUTPUT_FILES else output
+
+
+class Keys:
+    """Each stage output's key: in a file beside the output, or all in one `--state` file."""
+
+    def __init__(self, state: Path | None):
+        self.state = state
+        self.shared = json.loads(state.read_text()) if state and state.is_file() else {}
+
+    def where(self, output: Path | None) -> Path:
+        if self.state is not None or output is None:
+            return self.state or Path("(no output)")
+        made = made_path(output)
+        return made.parent / f".{made.name}.pipeline.json"
+
+    def get(self, name: str, output: Path | None) -> str | None:
+        if output is None:
+            return None
+        if self.state is not None:
+            return self.shared.get(f"{name}:{output}")
+        f = self.where(output)
+        record = json.loads(f.read_text()) if f.is_file() else {}
+        return record.get("key") if record.get("stage") == name else None
+
+    def put(self, name: str, output: Path | None, key: str) -> None:
+        if output is None:
+            return
+        if self.state is not None:
+            self.shared[f"{name}:{output}"] = key
+            write_text_atomic(self.state, json.dumps(self.shared, indent=2) + "\n")
+        else:
+            record = {"stage": name, "key": key, "output": str(made_path(output))}
+            write_text_atomic(self.where(output), json.dumps(record, indent=2) + "\n")
 
 
 def _stage(name: str):
@@ -80,7 +121,7 @@ def _external(name: str, cfg: Any) -> list[str]:
 
 def run(
     cfg: PipelineConfig, recipe: dict[str, Any] | None = None, recipe_path: Path | None = None
-) -> Path:
+) -> None:
     """`vlmquant pipeline --recipe FILE` passes the recipe read from FILE."""
     if recipe is None:
         if recipe_path is None:
@@ -91,8 +132,7 @@ def run(
         raise BadInput(
             f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
         )
-    state_path = cfg.state or Path("runs/pipeline/state.json")
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    keys = Keys(cfg.state)
     import torch
 
     previous, forced = "", False
@@ -114,23 +154,21 @@ def run(
         ).hexdigest()
         forced = forced or name in cfg.force_stage
         output = _output(name, settings)
-        slot = f"{name}:{output}"  # recipes that share a stage's output share its state
-        if not forced and state.get(slot) == key and output is not None and output.exists():
+        recorded = keys.get(name, output)
+        if not forced and recorded == key and output is not None and output.exists():
             print(f"pipeline: {name} is current, skipped")
         else:
-            if output is not None and output.exists() and slot not in state:
-                made = output.parent if output.name in OUTPUT_FILES else output
+            if output is not None and output.exists() and recorded is None:
                 raise BadInput(
-                    f"pipeline: [{name}] would replace {made}, "
-                    f"which this pipeline did not make (no record in {state_path}); move it, "
-                    f"change the recipe's output, or run `vlmquant {name} --force` yourself"
+                    f"pipeline: [{name}] would replace {made_path(output)}, "
+                    f"which this pipeline did not make (no record in {keys.where(output)}); "
+                    f"move it, change the recipe's output, or run `vlmquant {name} --force` "
+                    "yourself"
                 )
             if "force" in fields:
                 settings = dataclasses.replace(settings, force=True)
             print(f"pipeline: running {name}")
             module.run(settings)
             forced = True  # everything downstream reruns
-            state[slot] = key
-            write_text_atomic(state_path, json.dumps(state, indent=2) + "\n")
+            keys.put(name, output, key)
         previous = key
-    return state_path

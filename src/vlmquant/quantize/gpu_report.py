@@ -16,9 +16,15 @@ from pathlib import Path
 VARIANTS = {
     "lm": "LM-only FP8 (hf_ptq), demo captions",
     "vlm": "vision FP8 (`--scope full`), demo captions + drawn images",
-    "long": "LM-only FP8, 4096 texts cut at 512 tokens (timing run)",
+    "long": "LM-only FP8, long texts (timing run)",
 }
-SEED = {"BF16": 7.1, "LM-only FP8": 4.5}
+
+
+def calibration_text(c: dict) -> str:
+    """Text rows are cut at --calib-seq tokens; image-text rows are not cut."""
+    if c["mode"] == "image-text":
+        return f"image-text, {c['samples']} samples, not truncated"
+    return f"{c['mode']}, {c['samples']} x <= {c['max_seq']} tok"
 
 
 def load(path: Path):
@@ -64,7 +70,7 @@ def render(res: Path, git_rev: str | None = None) -> str:
     for v, r in runs.items():
         c, t = r["calibration"], r["timings_s"]
         lines.append(
-            f"| {VARIANTS[v]} | {c['mode']}, {c['samples']} x <= {c['max_seq']} tok "
+            f"| {VARIANTS[v]} | {calibration_text(c)} "
             f"| {c['batch_size']} | {t['load']} | {t['quantize_and_calibrate']} "
             f"| {t['export']} | {t.get('unify_fused_scales', '-')} | {t['total']} "
             f"| {r['memory'].get('peak_cuda_allocated_mib', '-')} |"
@@ -79,26 +85,23 @@ def render(res: Path, git_rev: str | None = None) -> str:
         ]
     if "long" in runs:
         secs = runs["long"]["timings_s"]["quantize_and_calibrate"]
+        c = runs["long"]["calibration"]
         verdict = "met" if secs < 90 else "missed"
         lines += [
             "",
             f"Goal: calibration of 4096 x 512 tokens under 90 s — **{verdict}**: "
-            f"{secs} s for quantizer insertion + max calibration over 4096 texts each cut "
-            f"at 512 tokens ({runs['long']['calibration']['batches']} batches). The "
-            "caption runs are shorter because a caption is ~15 tokens.",
+            f"{secs} s for quantizer insertion + max calibration over {c['samples']} texts each "
+            f"cut at {c['max_seq']} tokens ({c['batches']} batches). The caption runs are "
+            "shorter because captions are short texts.",
         ]
     lines += [
         "",
         "## Checkpoint sizes",
         "",
-        "| checkpoint | format | GiB (safetensors) | BF16 GiB | FP8 GiB | seed's figure |",
-        "|---|---|---|---|---|---|",
+        "| checkpoint | format | GiB (safetensors) | BF16 GiB | FP8 GiB |",
+        "|---|---|---|---|---|",
     ]
-    for name, seed in (
-        ("random", "BF16 7.1 GiB"),
-        ("fp8_fp8_demo", "LM-only FP8 4.5 GiB"),
-        ("fp8_fp8_demo_vlm", "—"),
-    ):
+    for name in ("random", "fp8_fp8_demo", "fp8_fp8_demo_vlm"):
         p = res / f"inspect_{name}.json"
         if p.exists():
             s = load(p)
@@ -106,7 +109,7 @@ def render(res: Path, git_rev: str | None = None) -> str:
             lines.append(
                 f"| {name} | {s['format']} | {s['safetensors_gib']:.3f} "
                 f"| {by.get('BF16', {}).get('bytes', 0) / 2**30:.3f} "
-                f"| {by.get('F8_E4M3', {}).get('bytes', 0) / 2**30:.3f} | {seed} |"
+                f"| {by.get('F8_E4M3', {}).get('bytes', 0) / 2**30:.3f} |"
             )
     lines += [
         "",
@@ -147,12 +150,21 @@ def render(res: Path, git_rev: str | None = None) -> str:
             f"| {u['kv_cache_dtype']} | {u['num_gpu_blocks']} | {r['load_s']} "
             f"| {answered} |"
         )
+    engines = [load(res / f"vllm_{n}.json") for n in ("fp8_fp8_demo", "fp8_fp8_demo_vlm")]
+    engines = [e for e in engines if "engine" in e]
+    settings = ", ".join(
+        f"`{k}={engines[0]['engine'][k]}`"
+        for k in ("enforce_eager", "gpu_memory_utilization", "max_model_len")
+        if engines and k in engines[0]["engine"]
+    )
+    sampling = engines[0].get("sampling", {}) if engines else {}
     lines += [
         "",
-        "Engine settings: `enforce_eager=True`, `gpu_memory_utilization=0.5`, "
-        "`max_model_len=4096`, greedy, 32 tokens. The weights are random, so the replies "
-        "are token soup (mostly ids beyond the small tokenizer, decoding to empty text); "
-        "the check is that the engine loads the FP8 layers and generates.",
+        f"Engine settings (from the run): {settings or 'not recorded'}; sampling "
+        f"{', '.join(f'{k}={v}' for k, v in sampling.items()) or 'not recorded'}. The weights "
+        "are random, so the replies are token soup (mostly ids beyond the small tokenizer, "
+        "decoding to empty text); the check is that the engine loads the FP8 layers and "
+        "generates.",
         "",
         "## Not run here",
         "",

@@ -44,7 +44,9 @@ SECTIONS = (
 class ReportConfig:
     model_root: Path | None = setting(None, "models/<model> folder")
     index: Path | None = setting(
-        None, "reports index to write (default: reports/index.md beside models/)"
+        None,
+        "reports index to write (default: reports/index.md beside models/ for a model root "
+        "models/<model>, else <model root>/reports/index.md)",
     )
     check_vllm: bool = setting(
         True,
@@ -450,6 +452,14 @@ def base_of(variant: Path, bases: list[Path]) -> Path | None:
     return bases[0] if len(bases) == 1 and not model else None
 
 
+def default_index(root: Path) -> Path:
+    """models/<model> -> reports/index.md beside models/ (the project's index of every model);
+    a model root elsewhere keeps its index in its own reports/."""
+    if root.resolve().parent.name == "models":
+        return root.resolve().parent.parent / "reports" / "index.md"
+    return root / "reports" / "index.md"
+
+
 def run(cfg: ReportConfig) -> Path:
     root = cfg.model_root
     if root is None or not (root / "quantized").is_dir():
@@ -462,7 +472,7 @@ def run(cfg: ReportConfig) -> Path:
         raise BadInput(f"--model-root {root}: no finished quantized variant (run.json) in it")
     bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
     report_dir = root / "reports"
-    index_path = cfg.index or root.parent.parent / "reports" / "index.md"
+    index_path = cfg.index or default_index(root)
     if index_path.is_dir():
         raise BadInput(f"--index {index_path}: is a folder; pass the index file's path (.md)")
     for ckpt in [*bases, *variants]:  # the index may not land in (or replace) a checkpoint
