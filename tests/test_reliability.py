@@ -598,3 +598,20 @@ def test_report_names_no_base_when_the_recorded_one_is_not_there(
     assert "checkpoints/other" not in page
     made_from = json.loads((quantized() / "run.json").read_text())["config"]["model"]
     assert f"--base {made_from} " in page  # the suggested eval names the recorded source
+
+
+def test_a_pipeline_recipes_own_table_is_read_and_checked(tmp_path, cli):
+    """[pipeline] force_stage = ['quantise'] was ignored: the run went on with the defaults."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"[pipeline]\nforce_stage = ['quantise']\n[calib]\ndemo = true\n"
+                      f'out = "{tmp_path}/c.txt"\n')  # fmt: skip
+    code, err = cli("pipeline", "--recipe", recipe)
+    assert code == 2 and "[pipeline] force_stage = ['quantise']: not one of" in err
+    assert not (tmp_path / "c.txt").exists()
+
+
+def test_a_json_result_needs_a_json_path(tiny_model, quantized, cli, tmp_path):
+    """`--out results/` became a file named `results`."""
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--no-vllm",
+                    "--out", f"{tmp_path}/results/")  # fmt: skip
+    assert code == 2 and "this stage writes a .json file" in err and list(tmp_path.iterdir()) == []

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if stage.name == "pipeline":  # the recipe is its input, not a settings table
             if recipe is None:
                 raise BadInput("pipeline: pass --recipe FILE")
-            settings = cfgmod.build(args._settings, None, cli, stage.name)
+            settings = cfgmod.build(args._settings, recipe, cli, stage.name)  # its [pipeline]
             args._module.run(settings, recipe, args.recipe)
         else:
             settings = cfgmod.build(args._settings, recipe, cli, stage.name)

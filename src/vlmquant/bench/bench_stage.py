@@ -242,7 +242,7 @@ def validate(cfg: BenchConfig) -> Checked:
         validate_serve(cfg)
     for m in cfg.model:
         check_apart(cfg.out, {"--model": m})
-    check_output(cfg.out, cfg.force, kind="file")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -113,10 +113,10 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
         check_quant_records_agree(path, config)
         bad = bad_scales(path)
         if bad:
+            more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
             raise BadInput(
-                f"{flag} {path}: {bad[0]}{f' (+{len(bad) - 1} more)' if len(bad) > 1 else ''} "
-                "— a scale must be a finite "
-                "number above 0; the export is damaged: re-export it with `vlmquant quantize`"
+                f"{flag} {path}: {bad[0]}{more}, but a scale must be a finite number above 0; "
+                "the export is damaged: re-export it with `vlmquant quantize`"
             )
     return config
 
@@ -278,12 +278,14 @@ def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
     `source_identity`) is compared only with that checkpoint: the same architecture with other
     weights (another fine-tune, another seed) gives numbers for neither. Exports without the
     record are taken as they are."""
-    recorded = _export_record(export).get("source_identity")
+    record = _export_record(export)
+    recorded = record.get("source_identity")
     if recorded and recorded != weights_identity(base):
-        made_from = _export_record(export).get("config", {}).get("model", "?")
+        made_from = record.get("config", {}).get("model", "?")
         raise BadInput(
-            f"{flag} {base}: not the checkpoint {export} was quantized from (its weights differ "
-            f"from those quantize recorded; it was made from {made_from}); pass that checkpoint"
+            f"{flag} {base}: not the checkpoint {export} was quantized from (its config or "
+            f"weights differ from those quantize recorded; it was made from {made_from}); pass "
+            "that checkpoint"
         )
 
 

@@ -14,10 +14,14 @@ from typing import Any
 from vlmquant.core.errors import BadInput
 
 
-def check_output(path: Path, force: bool, kind: str = "folder") -> None:
+def check_output(path: Path, force: bool, kind: str = "folder", suffix: str = "") -> None:
     """Refuse to overwrite an existing output unless --force, an output of the other `kind`
     (a file where a folder is written, or the reverse: --force or not, that is someone else's),
-    and an output whose folder cannot be written (before any work is done)."""
+    a file output without its `suffix` (`--out results/` names a folder, not a JSON file), and
+    an output whose folder cannot be written (before any work is done)."""
+    if suffix and path.suffix != suffix:
+        raise BadInput(f"output {path}: this stage writes a {suffix} file; pass a path ending in "
+                       f"{suffix}, e.g. {path / ('result' + suffix)}")  # fmt: skip
     if path.exists() and path.is_dir() != (kind == "folder"):
         what = "a folder" if path.is_dir() else "a file"
         raise BadInput(

@@ -129,7 +129,7 @@ def validate(cfg: EvalConfig) -> str:
             "--text": cfg.text,
         },
     )
-    check_output(cfg.out, cfg.force, kind="file")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
     return resolve_device(cfg.device)
 
 

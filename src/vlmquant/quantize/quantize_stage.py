@@ -263,7 +263,7 @@ def run(cfg: QuantizeConfig) -> Path:
                 cfg.model, dtype=torch.bfloat16, device_map=device_map
             ).eval()
             placement = devices_of(model, device_map)
-            check_finite(model, cfg.model, "--model")  # NaN weights: NaN scales, exit 0
+            check_finite(model, cfg.model, "--model")  # else NaN amax: a ModelOpt assertion
             processor = AutoProcessor.from_pretrained(cfg.model)
         language_model = qconfig.language_model_lineage(model)[-1]
         batch = auto_batch_size(language_model, cfg, device, len(samples))

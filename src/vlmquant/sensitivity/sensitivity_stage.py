@@ -93,7 +93,7 @@ def validate(cfg: SensitivityConfig) -> str:
 
         user_texts(cfg.text)
     check_apart(cfg.out, {"--base": cfg.base, "--quantized": cfg.quantized, "--calib": cfg.calib})
-    check_output(cfg.out, cfg.force, kind="file")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
     return resolve_device(cfg.device)
 
 
