@@ -615,3 +615,24 @@ def test_a_json_result_needs_a_json_path(tiny_model, quantized, cli, tmp_path):
     code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--no-vllm",
                     "--out", f"{tmp_path}/results/")  # fmt: skip
     assert code == 2 and "this stage writes a .json file" in err and list(tmp_path.iterdir()) == []
+
+
+def test_the_json_files_vllm_reads_must_parse(quantized, tiny_model, cli, tmp_path):
+    """A malformed preprocessor_config.json passed eval (it reads the base's processor) though
+    vLLM cannot load the export."""
+    for name in ("preprocessor_config.json", "generation_config.json"):
+        export = tmp_path / name.split(".")[0]
+        shutil.copytree(quantized(), export)
+        (export / name).write_text("{ broken")
+        out = tmp_path / "f.json"
+        code, err = cli("eval", "--base", tiny_model, "--quantized", export, "--no-vllm",
+                        "--out", out)  # fmt: skip
+        assert code == 2 and f"{name}: not a readable JSON file" in err and not out.exists()
+
+
+def test_a_dataset_read_is_one_line_when_it_fails(tmp_path, cli):
+    """datasets' "Generating train split" bars came before the error line."""
+    src = tmp_path / "caps.jsonl"
+    src.write_text("".join(json.dumps({"caption": f"picture {i}"}) + "\n" for i in range(5)))
+    code, err = cli("calib", "--hf-dataset", src, "--num-samples", 10, "--out", tmp_path / "c.txt")
+    assert code == 2 and "only 5 usable captions" in err and err.count("\n") == 1, err

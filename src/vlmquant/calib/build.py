@@ -133,6 +133,10 @@ def hf_captions(path: Path, column: str) -> list[Caption]:
         )
     import datasets  # heavy; only this source needs it
 
+    from vlmquant.core.quiet import verbose
+
+    if not verbose():  # its "Generating train split" bars would bury a one-line error
+        datasets.disable_progress_bars()
     try:
         if (
             path.is_dir()

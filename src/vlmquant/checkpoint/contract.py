@@ -32,6 +32,18 @@ NEEDED_FILES = (
 )
 
 
+# the JSON files beside the weights that vLLM or transformers read when they load a checkpoint
+READ_JSON_FILES = (
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "hf_quant_config.json",
+)
+
+
 def is_quantized_export(path: Path, config: dict[str, Any]) -> bool:
     """A ModelOpt export (what vLLM loads with quantization="modelopt"), or any checkpoint
     whose config carries a quantization_config."""
@@ -100,6 +112,9 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
                 f"{flag} {path}: no {' or '.join(group)}; copy the tokenizer and processor files "
                 "from the source checkpoint"
             )
+    for name in READ_JSON_FILES:  # vLLM reads them at load: malformed is bad input here
+        if (path / name).is_file():
+            read_json(path / name)
     stored = {hub_name(t.name): t for t in tensors(path)}
     if not quantized:
         fp8 = [n for n, t in stored.items() if t.dtype in FP8_DTYPES]

@@ -101,6 +101,11 @@ def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> di
             + (", the FP8 KV cache kept by --keep-fp8-kv" if keep_fp8_kv else "")
             + "); raise the budget"
         )
+    if len(kept) == len(costs):  # nothing left to quantize: ModelOpt stops with a traceback
+        raise BadInput(
+            f"--kld-budget {budget}: only the BF16 base itself meets it (every unit would stay "
+            "BF16); raise the budget, or use the base"
+        )
     saved_total = sum(s for _, _, s in costs)
     saved_kept = sum(k["weight_bytes_saved"] for k in kept)
     return {
