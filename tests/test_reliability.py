@@ -636,3 +636,26 @@ def test_a_dataset_read_is_one_line_when_it_fails(tmp_path, cli):
     src.write_text("".join(json.dumps({"caption": f"picture {i}"}) + "\n" for i in range(5)))
     code, err = cli("calib", "--hf-dataset", src, "--num-samples", 10, "--out", tmp_path / "c.txt")
     assert code == 2 and "only 5 usable captions" in err and err.count("\n") == 1, err
+
+
+def test_round_g_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
+    """An exclude list in hf_quant_config.json that config.json's `ignore` does not share (the
+    eval emulated BF16 layers vLLM runs in FP8; check-vllm passed it), a tensor stored in two
+    files (the loader picks one), and a bench shape of length 0 (an engine started)."""
+    export = tmp_path / "e"
+    shutil.copytree(quantized(), export)
+    hq = json.loads((export / "hf_quant_config.json").read_text())
+    hq["quantization"]["exclude_modules"].append("model.layers.0.mlp*")
+    (export / "hf_quant_config.json").write_text(json.dumps(hq))
+    code, err = cli("check-vllm", export)
+    assert code == 2 and "[quant-records]" in err and "exclude_modules" in err, err
+    code, err = cli("eval", "--base", tiny_model, "--quantized", export, "--no-vllm", "--out",
+                    tmp_path / "f.json")  # fmt: skip
+    assert code == 2 and "exclude_modules" in err and not (tmp_path / "f.json").exists()
+    twice = tmp_path / "twice"
+    shutil.copytree(tiny_model, twice)
+    shutil.copy(twice / "model.safetensors", twice / "model-extra.safetensors")
+    code, err = cli("quantize", "--model", twice, "--calib", demo_calib, "--out", tmp_path / "q")
+    assert code == 2 and "is stored twice" in err and not (tmp_path / "q").exists()
+    code, err = cli("bench", "--model", tiny_model, "--shapes", "0x8", "--out", tmp_path / "b.json")
+    assert code == 2 and "--shapes 0x8: input and output lengths must be at least 1" in err

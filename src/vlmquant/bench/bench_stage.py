@@ -123,6 +123,8 @@ def parse_shapes(shapes: list[str]) -> list[tuple[int, int]]:
             inp, outp = (int(x) for x in s.lower().split("x"))
         except ValueError:
             raise BadInput(f"--shapes {s}: use INPUTxOUTPUT, e.g. 512x256") from None
+        if inp < 1 or outp < 1:
+            raise BadInput(f"--shapes {s}: input and output lengths must be at least 1")
         out.append((inp, outp))
     return out
 

@@ -115,7 +115,17 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
     for name in READ_JSON_FILES:  # vLLM reads them at load: malformed is bad input here
         if (path / name).is_file():
             read_json(path / name)
-    stored = {hub_name(t.name): t for t in tensors(path)}
+    listed = tensors(path)
+    stored = {hub_name(t.name): t for t in listed}
+    if len(stored) < len(listed):  # one name in two files: which one loads is up to the loader
+        seen: dict[str, str] = {}
+        for t in listed:
+            if hub_name(t.name) in seen:
+                raise BadInput(
+                    f"{flag} {path}: tensor {t.name} is stored twice ({seen[hub_name(t.name)]} "
+                    f"and {t.file}); remove the stray safetensors file"
+                )
+            seen[hub_name(t.name)] = t.file
     if not quantized:
         fp8 = [n for n, t in stored.items() if t.dtype in FP8_DTYPES]
         if fp8:
@@ -147,8 +157,11 @@ def check_quant_records_agree(path: Path, config: dict[str, Any]) -> None:
     if not f.is_file() or in_config is None:
         return
     in_file = read_json(f).get("quantization", {})
-    for key in ("quant_algo", "kv_cache_quant_algo"):
-        if in_file.get(key) != in_config[key]:
+    for key in ("quant_algo", "kv_cache_quant_algo", "exclude_modules"):
+        mine, theirs = in_file.get(key), in_config[key]
+        if key == "exclude_modules":  # the same modules, listed in any order
+            mine, theirs = sorted(mine or []), sorted(theirs or [])
+        if mine != theirs:
             raise BadInput(
                 f"{path}: hf_quant_config.json says {key} {in_file.get(key)}, config.json's "
                 f"quantization_config says {in_config[key]}; the export is damaged: re-export it "
