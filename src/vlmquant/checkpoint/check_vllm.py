@@ -142,7 +142,8 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
             f"{checkpoint}: not a Hugging Face checkpoint (no config.json); pass a "
             "checkpoint folder"
         )
-    arch = (json.loads((checkpoint / "config.json").read_text()).get("architectures") or ["?"])[0]
+    config = json.loads((checkpoint / "config.json").read_text())
+    arch = (config.get("architectures") or ["?"])[0]
     try:
         model_cls = vllm_rules(arch)
     except BadInput:
@@ -161,11 +162,10 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     findings: list[Finding] = []
 
     # one format, stated alike in hf_quant_config.json and config.json
-    from vlmquant.checkpoint.contract import bad_scales, check_quant_records_agree
+    from vlmquant.checkpoint.contract import bad_scales, quant_records_disagree
 
-    try:
-        check_quant_records_agree(checkpoint, json.loads((checkpoint / "config.json").read_text()))
-    except BadInput as e:
+    differ = quant_records_disagree(checkpoint, config)
+    if differ:
         findings.append(
             Finding(
                 "quant-records",
@@ -173,7 +173,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
                 "hf_quant_config.json and config.json's quantization_config state different "
                 "formats (vLLM reads config.json's, this project's eval hf_quant_config.json's)",
                 "re-export with vlmquant quantize",
-                [str(e).split(": ", 1)[1].split("; the export")[0]],
+                [differ],
             )
         )
 
@@ -275,7 +275,6 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     from vlmquant.engine.args import tensor_parallel_problems
 
     if tensor_parallel_size > 1:
-        config = json.loads((checkpoint / "config.json").read_text())
         problems = tensor_parallel_problems(config, tensor_parallel_size)
         if problems:
             findings.append(
@@ -290,7 +289,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
             )
 
     # scale shapes the format needs
-    algo = json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {}
+    algo = config.get("quantization_config") or {}
     misshaped = scale_shape_errors(infos, algo.get("quant_algo"))
     if misshaped:
         findings.append(

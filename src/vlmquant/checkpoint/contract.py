@@ -135,7 +135,11 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             )
     check_tensors(path, flag, stored, expected_tensors(path), _tied(config))
     if quantized:
-        check_quant_records_agree(path, config)
+        differ = quant_records_disagree(path, config)
+        if differ:
+            raise BadInput(
+                f"{path}: {differ}; the export is damaged: re-export it with `vlmquant quantize`"
+            )
         bad = bad_scales(path)
         if bad:
             more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
@@ -146,27 +150,27 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
     return config
 
 
-def check_quant_records_agree(path: Path, config: dict[str, Any]) -> None:
+def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
     """An export states its format twice, in hf_quant_config.json and in config.json's
-    quantization_config; vLLM reads config.json first, this project hf_quant_config.json: they
-    must say the same."""
+    quantization_config; vLLM reads config.json first, this project hf_quant_config.json: what
+    they disagree on, or None."""
     from vlmquant.engine.args import config_quant_info
 
     f = path / "hf_quant_config.json"
     in_config = config_quant_info(config.get("quantization_config"))
     if not f.is_file() or in_config is None:
-        return
+        return None
     in_file = read_json(f).get("quantization", {})
     for key in ("quant_algo", "kv_cache_quant_algo", "exclude_modules"):
         mine, theirs = in_file.get(key), in_config[key]
         if key == "exclude_modules":  # the same modules, listed in any order
             mine, theirs = sorted(mine or []), sorted(theirs or [])
         if mine != theirs:
-            raise BadInput(
-                f"{path}: hf_quant_config.json says {key} {in_file.get(key)}, config.json's "
-                f"quantization_config says {in_config[key]}; the export is damaged: re-export it "
-                "with `vlmquant quantize`"
+            return (
+                f"hf_quant_config.json says {key} {in_file.get(key)}, config.json's "
+                f"quantization_config says {in_config[key]}"
             )
+    return None
 
 
 def bad_scales(path: Path) -> list[str]:
@@ -279,20 +283,29 @@ def check_same_model(base: Path, other: Path, a: dict | None = None, b: dict | N
         )
 
 
+_IDENTITIES: dict[tuple, dict[str, str]] = {}
+
+
 def weights_identity(path: Path) -> dict[str, str]:
     """What ties a result to the checkpoint it was made from: config.json's sha256 and the
-    sha256 of its safetensors files' sha256s (one read of the weights)."""
+    sha256 of its safetensors files' sha256s (one read of the weights). Remembered per process
+    while the files' sizes and mtimes stay the same: a stage that checks a base and then records
+    it (sensitivity --quantized, quantize --kld-budget) reads its weights once."""
     import hashlib
 
     from vlmquant.core.runinfo import sha256_file
 
-    weights = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")):
-        weights.update(sha256_file(f).encode())
-    return {
-        "config_sha256": sha256_file(path / "config.json"),
-        "weights_sha256": weights.hexdigest(),
-    }
+    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
+    stamp = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if stamp not in _IDENTITIES:
+        weights = hashlib.sha256()
+        for f in files[1:]:
+            weights.update(sha256_file(f).encode())
+        _IDENTITIES[stamp] = {
+            "config_sha256": sha256_file(files[0]),
+            "weights_sha256": weights.hexdigest(),
+        }
+    return dict(_IDENTITIES[stamp])
 
 
 def _export_record(export: Path) -> dict[str, Any]:

@@ -53,9 +53,9 @@ class Keys:
         self.state = state
         self.shared = json.loads(state.read_text()) if state and state.is_file() else {}
 
-    def where(self, output: Path | None) -> Path:
-        if self.state is not None or output is None:
-            return self.state or Path("(no output)")
+    def where(self, output: Path) -> Path:
+        if self.state is not None:
+            return self.state
         made = made_path(output)
         return made.parent / f".{made.name}.pipeline.json"
 
