@@ -28,6 +28,7 @@ def test_model_against_itself_has_zero_drift(tiny_model, tmp_path, cli):
         assert g["kld_mean"] == 0.0 and g["kld_max"] == 0.0
         assert g["top1_agreement"] == 1.0 and g["ppl_ratio"] == 1.0
     assert r["layers"] == {} and r["quantized_is_fp8"] is False
+    assert r["emulation_noise_floor"] is None  # no FP8 linear to nudge
 
 
 @pytest.mark.parametrize("flags", [(), ("--scope", "full")], ids=["lm", "vision"])
@@ -44,6 +45,9 @@ def test_fp8_drift_is_measured_per_group_and_layer(
     assert all(0 < v["weight_error"] < 0.1 for v in r["layers"].values())
     assert any(k.startswith("visual.") for k in r["layers"]) is bool(flags)
     assert r["eval_set"]["text_samples"] == 12 and r["vllm"] == {"skipped": "--no-vllm"}
+    floor = r["emulation_noise_floor"]
+    assert floor["positions"] == r["groups"]["text"]["tokens"] and floor["nudge"] == 1e-6
+    assert 0.0 < floor["top1_agreement"] <= 1.0
 
 
 def test_corrupted_scale_tops_the_ranking_and_raises_kld(quantized, tiny_model, tmp_path, cli):

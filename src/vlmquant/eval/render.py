@@ -81,6 +81,17 @@ def section(name: str, r: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+    floor = r.get("emulation_noise_floor")  # results before it existed have none
+    if floor:
+        clear = floor["top1_agreement_clear"]["agreement"]
+        lines += [
+            f"Noise floor: the emulation against itself with its FP8 linears' outputs nudged by "
+            f"{floor['nudge']:g} (relative, before BF16 rounding) agrees on top-1 at "
+            f"{floor['top1_agreement']:.3f} of {floor['positions']} positions (clear positions: "
+            f"{'n/a' if clear is None else f'{clear:.3f}'}); an engine whose sums run in another "
+            "order cannot be expected to agree more closely.",
+            "",
+        ]
     return lines
 
 
