@@ -210,13 +210,14 @@ def fa3_fp8_attention(
     pad = n_blocks * block - k_len
     padded = nn.functional.pad(t2, (0, pad), value=float("-inf"))
     block_max = padded.unflatten(-1, (n_blocks, block)).amax(dim=-1)
-    # the running maximum when block b is reached: the maximum over blocks b .. last
+    # the running maximum when block b is reached: the maximum over blocks b .. last (so at
+    # block 0, the row's final maximum)
     running = block_max.flip(-1).cummax(dim=-1).values.flip(-1)
+    final = running[..., :1]
+    final = torch.where(final.isfinite(), final, 0.0)
     running = running.repeat_interleave(block, dim=-1)[..., :k_len]
     shift = torch.where(running.isfinite(), running - FA3_FP8_PROB_OFFSET, 0.0)
     p = torch.exp2(t2 - shift)
-    final = t2.amax(dim=-1, keepdim=True)
-    final = torch.where(final.isfinite(), final, 0.0)
     rescale = torch.exp2(shift - (final - FA3_FP8_PROB_OFFSET))  # to the final maximum
     row_sum = (p * rescale).sum(dim=-1, keepdim=True)
     p8 = p.to(torch.float8_e4m3fn).float() * rescale

@@ -202,21 +202,29 @@ def noise_floor(quant, samples, encoded, emu_top1, device: str) -> dict[str, Any
     nudge = emulate.nudged(quant, NOISE_NUDGE)
     if not nudge.linears or not texts:
         return None
-    pairs = []
+    triples = []
     with nudge:
         for enc, ref in zip(texts, emu_top1, strict=True):
             logits = quant(**{k: v.to(device) for k, v in enc.items()}).logits[0, :-1]
-            pairs += list(zip(logits.argmax(-1).tolist(), ref, strict=True))
-    clear = [(a, b) for a, (b, margin) in pairs if margin >= CLEAR_MARGIN]
+            triples += [
+                (a, b, m) for a, (b, m) in zip(logits.argmax(-1).tolist(), ref, strict=True)
+            ]
     return {
         "nudge": NOISE_NUDGE,
-        "positions": len(pairs),
-        "top1_agreement": sum(a == b for a, (b, _) in pairs) / len(pairs),
-        "top1_agreement_clear": {
-            "margin_nats": CLEAR_MARGIN,
-            "positions": len(clear),
-            "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
-        },
+        "positions": len(triples),
+        "top1_agreement": sum(a == b for a, b, _ in triples) / len(triples),
+        "top1_agreement_clear": clear_agreement(triples),
+    }
+
+
+def clear_agreement(triples: list[tuple[int, int, float]]) -> dict[str, Any]:
+    """Top-1 agreement over the positions (token a, token b, emulated margin) whose margin is
+    at least CLEAR_MARGIN."""
+    clear = [(a, b) for a, b, margin in triples if margin >= CLEAR_MARGIN]
+    return {
+        "margin_nats": CLEAR_MARGIN,
+        "positions": len(clear),
+        "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
     }
 
 
@@ -261,7 +269,6 @@ def run_vllm(
         for sq, e in zip(scored["quantized"]["scores"], emu_top1, strict=True)
         for a, (b, margin) in zip(sq["top1"], e, strict=True)
     ]
-    clear = [(a, b) for a, b, margin in emu if margin >= CLEAR_MARGIN]
     return {
         "vllm_version": scored["base"]["vllm_version"],
         "used": {r: scored[r]["used"] for r in scored},
@@ -271,11 +278,7 @@ def run_vllm(
         "ppl_ratio": math.exp((nll["quantized"] - nll["base"]) / n),
         "top1_agreement_base_vs_quant": sum(a == b for a, b in pairs) / len(pairs),
         "top1_agreement_emulation_vs_vllm": sum(a == b for a, b, _ in emu) / len(emu),
-        "top1_agreement_emulation_vs_vllm_clear": {
-            "margin_nats": CLEAR_MARGIN,
-            "positions": len(clear),
-            "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
-        },
+        "top1_agreement_emulation_vs_vllm_clear": clear_agreement(emu),
         "note": "text samples only; image+text scoring in vLLM is not done",
     }
 
