@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 
 import pytest
 
 from vlmquant.bench.render import render
+from vlmquant.engine.worker import complete_json
 
 pytestmark = pytest.mark.vllm
 
@@ -87,6 +93,38 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         "kv_cache_tokens",
         "image_prefill_speedup",
     }
+
+
+def test_a_run_cut_short_resumes_with_the_starts_it_finished(tiny_model, tmp_path, cli):
+    """A bench killed after its first engine start (a time limit, a lost machine) continues
+    with --resume: the finished start is kept, the others run, and other settings are refused."""
+    out = tmp_path / "cut.json"
+    flags = ["bench", "--model", tiny_model, "--out", out, "--modes", "eager", "--no-matrix",
+             "--image", "", "--single-stream", 16, 8, "--repeats", 1, "--max-model-len", 256,
+             "--engine-starts", 2]  # fmt: skip
+    first = tmp_path / ".cut-work" / "0_eager_0" / "engine_result.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmquant", *map(str, flags)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its engine workers too: killed as a group
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and not complete_json(first) and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert complete_json(first) and not out.exists(), "the first start never finished"
+    kept = json.loads(first.read_text())["single_stream"]["tok_s"]
+    code, err = cli(*flags[:-1], 3, "--resume")
+    assert code == 2 and "other settings (engine_starts)" in err, err
+    code, err = cli(*flags[:4], tmp_path / "other.json", *flags[5:], "--resume")
+    assert code == 2 and "was cut short here" in err, err
+    code, err = cli(*flags, "--resume")
+    assert code == 0, err
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["single_stream"]["tok_s_starts"][0] == kept
+    assert len(r["single_stream"]["tok_s_starts"]) == 2 and not first.parent.parent.exists()
 
 
 def test_bad_shapes(tiny_model, tmp_path, cli):

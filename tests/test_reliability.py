@@ -659,3 +659,39 @@ def test_round_g_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
     assert code == 2 and "is stored twice" in err and not (tmp_path / "q").exists()
     code, err = cli("bench", "--model", tiny_model, "--shapes", "0x8", "--out", tmp_path / "b.json")
     assert code == 2 and "--shapes 0x8: input and output lengths must be at least 1" in err
+
+
+# --- audit round H -----------------------------------------------------------------------
+
+
+def test_round_h_cases(quantized, tiny_model, cli, tmp_path):
+    """An FP8 weight holding the E4M3 NaN code 0x7F (check-vllm read scales, not codes, and
+    passed it; vLLM computes NaN from it), and a list setting given one value twice (bench ran
+    the mode twice)."""
+    export = tmp_path / "nan_code"
+    shutil.copytree(quantized(), export)
+    state = load_file(_weights(export))
+    name = next(k for k in sorted(state) if k.endswith("mlp.down_proj.weight"))
+    assert state[name].dtype == torch.float8_e4m3fn
+    codes = state[name].view(torch.uint8).clone()
+    codes.view(-1)[3] = 0xFF  # -NaN: the sign bit does not make it a number
+    state[name] = codes.view(torch.float8_e4m3fn)
+    save_file(state, _weights(export), metadata={"format": "pt"})
+    digest = folder_digest(export)
+    for args in (
+        ["check-vllm", export],
+        ["infer", "--model", export, "--out-dir", tmp_path / "i"],
+        ["eval", "--base", tiny_model, "--quantized", export, "--no-vllm", "--out",
+         tmp_path / "e.json"],
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and f"{name} holds 1 FP8 NaN/inf code" in err, err
+        assert len(err.strip().splitlines()) == 1 and folder_digest(export) == digest
+    assert not (tmp_path / "i").exists() and not (tmp_path / "e.json").exists()
+    for flag, values in (("--modes", ["default", "default"]), ("--concurrency", ["4", "8", "4"])):
+        code, err = cli("bench", "--model", tiny_model, flag, *values, "--out", tmp_path / "b.json")
+        assert code == 2 and f"{flag} {' '.join(values)}: {values[-1]} is given twice" in err, err
+        assert not (tmp_path / "b.json").exists()
+    code, err = cli("bench", "--model", tiny_model, "--engine-arg", "seed=1", "--engine-arg",
+                    "seed=2", "--out", tmp_path / "b.json")  # fmt: skip
+    assert code == 2 and "--engine-arg seed=2: seed is given twice" in err, err

@@ -11,7 +11,8 @@
 # Each bench JSON is rendered beside itself. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh + env.sh): OUT=DIR bash scripts/gpu/spread_3b.sh
 #   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
-#        smoke test)
+#        smoke test); step 1 only: STEP_LIMIT (seconds, then stopped with what it has) and
+#        RESUME=1 (continue the host's run that a STEP_LIMIT cut short)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 skip=" ${SKIP:-} "
@@ -32,9 +33,16 @@ export_of() {  # NAME QUANTIZE-FLAGS...: an export of the base, made once
 }
 if [[ "$skip" != *" 1 "* ]]; then
   step "1: offline bench, ${ENGINE_STARTS:-3} engine starts"
-  vq bench --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" \
-    --engine-starts "${ENGINE_STARTS:-3}" --concurrency "${c1[@]}" --shapes "$io" --repeats 3 \
-    "${args[@]}" --out "$out/bench-3b-h200-starts.json" --force 2>&1 | grep --line-buffered "^bench\|rror"
+  # written on the host's work folder, so that a later call can --resume (RESUME=1) a run that
+  # STEP_LIMIT seconds (0: none) stopped in time to hand back what it had
+  # shellcheck disable=SC2046
+  timeout -s INT -k 60 "${STEP_LIMIT:-0}" python3 -m vlmquant bench --model "$base" \
+    --model "$q/fp8_fp8_demo" --modes "$mode" --engine-starts "${ENGINE_STARTS:-3}" \
+    --concurrency "${c1[@]}" --shapes "$io" --repeats 3 "${args[@]}" \
+    --out "$res/bench-3b-h200-starts.json" --force $([ "${RESUME:-0}" = 1 ] && echo --resume) \
+    2>&1 | grep --line-buffered "^bench\|rror"
+  cp "$res/bench-3b-h200-starts.json" "$out/" 2>/dev/null \
+    || cp "$res/.bench-3b-h200-starts.json.partial" "$out/bench-3b-h200-starts.partial.json"
   render bench-3b-h200-starts
 fi
 if [[ "$skip" != *" 2 "* ]]; then

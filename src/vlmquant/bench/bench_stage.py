@@ -23,6 +23,8 @@ lm_head). The first --model is the baseline for the ratios. Results as JSON; ren
 
 A result is written whole when the run ends; while it runs, what it measured so far sits in
 `.<name>.partial` beside it, and a previous result stays in place until the new one is done.
+`--resume` continues a run that was cut short (a time limit, a lost machine): with the same
+settings it keeps every engine start the cut run finished and runs the others.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class BenchConfig:
     modes: list[str] = setting(
         ["default", "eager"], "default (torch.compile + CUDA graphs) and/or eager"
     )
-    single_stream: list[int] = setting([128, 256], "single-stream prompt and output lengths", low=1)
+    single_stream: list[int] = setting(
+        [128, 256], "single-stream prompt and output lengths", low=1, repeats=True
+    )
     concurrency: list[int] = setting([1, 8, 64, 256], "concurrent requests", low=1)
     shapes: list[str] = setting(["128x256", "512x256", "2048x128"], "input x output lengths")
     repeats: int = setting(3, "repeats of the single-stream and image cases", low=1)
@@ -104,6 +108,11 @@ class BenchConfig:
     image_requests: int = setting(8, "--serve: image requests per size", low=1)
     timeout: float = setting(1800.0, "seconds one engine (start and runs) may take")
     force: bool = setting(False, "replace an existing output file")
+    resume: bool = setting(
+        False,
+        "continue a run that was cut short (same --out and settings): the engine starts it "
+        "finished are kept, the rest run (offline bench only)",
+    )
 
 
 # LLM() arguments bench sets from its own flags
@@ -188,6 +197,8 @@ def parse_pairs(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise BadInput(f"{flag} {item}: use KEY=VALUE, e.g. {flag} NAME=1")
+        if key in out:
+            raise BadInput(f"{flag} {item}: {key} is given twice; give each key once")
         out[key] = value
         if as_json:
             try:
@@ -242,6 +253,8 @@ def validate(cfg: BenchConfig) -> Checked:
         raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
     if cfg.serve:
         validate_serve(cfg)
+        if cfg.resume:
+            raise BadInput("--resume continues an offline bench; drop it with --serve")
     for m in cfg.model:
         check_apart(cfg.out, {"--model": m})
     check_output(cfg.out, cfg.force, kind="file", suffix=".json")
@@ -307,6 +320,7 @@ def run(cfg: BenchConfig) -> Path:
     work = cfg.out.parent / f".{cfg.out.stem}-work"
     if cfg.serve:
         return run_serve(cfg, device, bandwidth, record, work)
+    reuse = start_work(cfg, work)
     results: list[dict[str, Any]] = []
     card = card_name(device)
 
@@ -363,12 +377,14 @@ def run(cfg: BenchConfig) -> Path:
             for s in range(cfg.engine_starts):
                 if cfg.engine_starts > 1:
                     print(f"bench: start {s + 1}/{cfg.engine_starts}", flush=True)
+                where = work / f"{i}_{base_mode}_{s}"
+                done = reuse(where, spec)
+                if done is not None:
+                    print(f"bench: start {s + 1} kept from the run cut short", flush=True)
+                    starts.append(done)
+                    continue
                 with record.timed(f"{model.name}:{mode}:{s}"):
-                    starts.append(
-                        run_worker(
-                            spec, work / f"{i}_{base_mode}_{s}", timeout=cfg.timeout, env=env
-                        )
-                    )
+                    starts.append(run_worker(spec, where, timeout=cfg.timeout, env=env))
             r = merge_starts(starts)
             roofline = bandwidth / need["total"]
             r.update(
@@ -389,6 +405,50 @@ def run(cfg: BenchConfig) -> Path:
     save(complete=True)
     finish(cfg.out, work)
     return cfg.out
+
+
+# settings that do not change what a run measures: a resumed run may differ in them
+NOT_MEASURED = ("force", "resume", "timeout")
+
+
+def start_work(cfg: BenchConfig, work: Path):
+    """Prepare the run's work folder and return `reuse(folder, spec)`: a finished engine
+    start's result when resuming a run of the same settings, else None. A fresh run starts
+    from an empty work folder; `--resume` needs the cut run's, with the same settings."""
+    import shutil
+
+    from vlmquant.core.config import to_jsonable
+    from vlmquant.engine.worker import complete_json
+
+    settings = {k: v for k, v in to_jsonable(cfg).items() if k not in NOT_MEASURED}
+    record = work / "settings.json"
+    if not cfg.resume:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        record.write_text(json.dumps(settings, indent=2))
+        return lambda where, spec: None
+    if not complete_json(record):
+        raise BadInput(
+            f"--resume: no run of --out {cfg.out} was cut short here ({work} is missing); "
+            "drop --resume"
+        )
+    before = json.loads(record.read_text())
+    differ = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+    if differ:
+        raise BadInput(
+            f"--resume: the cut run of --out {cfg.out} had other settings ({', '.join(differ)}); "
+            "give the same ones, or drop --resume"
+        )
+
+    def reuse(where: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+        result, asked = where / "engine_result.json", where / "engine_spec.json"
+        if not (complete_json(result) and complete_json(asked)):
+            return None
+        if json.loads(asked.read_text()) != json.loads(json.dumps(spec)):
+            return None
+        return json.loads(result.read_text())
+
+    return reuse
 
 
 def finish(out: Path, work: Path) -> None:

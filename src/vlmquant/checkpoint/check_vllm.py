@@ -162,7 +162,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     findings: list[Finding] = []
 
     # one format, stated alike in hf_quant_config.json and config.json
-    from vlmquant.checkpoint.contract import bad_scales, quant_records_disagree
+    from vlmquant.checkpoint.contract import bad_scales, nan_fp8_codes, quant_records_disagree
 
     differ = quant_records_disagree(checkpoint, config)
     if differ:
@@ -189,6 +189,20 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
                 "weight scale silences its layer)",
                 "re-export with vlmquant quantize from an intact BF16 checkpoint",
                 bad_values,
+            )
+        )
+
+    # FP8 weights without NaN codes (vLLM computes NaN from the first token meeting one)
+    nan_codes = nan_fp8_codes(checkpoint)
+    if nan_codes:
+        findings.append(
+            Finding(
+                "fp8-codes",
+                "error",
+                f"{len(nan_codes)} FP8 tensors hold NaN codes; vLLM loads them and every token "
+                "whose path meets one turns NaN",
+                "re-export with vlmquant quantize from an intact BF16 checkpoint",
+                nan_codes,
             )
         )
 

@@ -140,13 +140,16 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             raise BadInput(
                 f"{path}: {differ}; the export is damaged: re-export it with `vlmquant quantize`"
             )
-        bad = bad_scales(path)
-        if bad:
-            more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise BadInput(
-                f"{flag} {path}: {bad[0]}{more}, but a scale must be a finite number above 0; "
-                "the export is damaged: re-export it with `vlmquant quantize`"
-            )
+        for bad, rule in (
+            (bad_scales(path), "a scale must be a finite number above 0"),
+            (nan_fp8_codes(path), "an FP8 weight may hold no NaN code"),
+        ):
+            if bad:
+                more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+                raise BadInput(
+                    f"{flag} {path}: {bad[0]}{more}, but {rule}; the export is damaged: "
+                    "re-export it with `vlmquant quantize`"
+                )
     return config
 
 
@@ -192,6 +195,34 @@ def bad_scales(path: Path) -> list[str]:
                 wrong = ~torch.isfinite(v) | (v <= 0)
                 if wrong.any():
                     bad.append(f"{name} = {v[wrong].flatten()[0].item():g}")
+    return sorted(bad)
+
+
+# the bits that mark NaN (and, for E5M2, infinity) in each FP8 format, sign bit aside:
+# E4M3FN has no infinity and one NaN code per sign, S.1111.111; E5M2's exponent 11111 is inf/NaN
+FP8_NAN_BITS = {"F8_E4M3": (0x7F, 0x7F), "F8_E5M2": (0x7C, 0x7C)}  # (mask, value)
+
+
+def nan_fp8_codes(path: Path) -> list[str]:
+    """FP8 tensors holding a NaN (or infinite) code: vLLM loads them and computes NaN from the
+    first token that meets one. Reads the FP8 tensors' bytes (about one byte per parameter of
+    the quantized layers: seconds for a 3B model)."""
+    import torch
+    from safetensors import safe_open
+
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for t in tensors(path):
+        if t.dtype in FP8_NAN_BITS:
+            by_file.setdefault(t.file, []).append((t.name, t.dtype))
+    bad = []
+    for file, items in sorted(by_file.items()):
+        with safe_open(str(path / file), "pt") as f:
+            for name, dtype in items:
+                mask, value = FP8_NAN_BITS[dtype]
+                codes = f.get_tensor(name).view(torch.uint8)
+                n = int(((codes & mask) == value).sum())
+                if n:
+                    bad.append(f"{name} holds {n} FP8 NaN/inf code{'s' if n > 1 else ''}")
     return sorted(bad)
 
 

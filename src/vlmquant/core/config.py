@@ -21,9 +21,9 @@ from vlmquant.core.errors import BadInput
 
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"`, and the
+    """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"`, the
     allowed range of a number `low=` / `high=` (inclusive; checked for flags and recipes alike)
-    optional."""
+    and, for a list, `repeats=True` (a value may appear twice) optional."""
     if isinstance(default, list | dict):
         return dataclasses.field(
             default_factory=lambda: type(default)(default), metadata={"help": help, **extra}
@@ -135,6 +135,8 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
                 f"[{section}] {name} = {value!r}: not one of {', '.join(map(str, allowed))}"
             )
         _check_range(fields[name], items)
+        if isinstance(value, list) and not fields[name].metadata.get("repeats"):
+            _check_distinct(fields[name], value)
         tp = _base_type(hints[name])
         if tp is Path and value is not None:
             values[name] = Path(value)
@@ -160,6 +162,17 @@ def _check_range(field: dataclasses.Field, items: list) -> None:
                 else (f"at least {low}" if low is not None else f"at most {high}")
             )
             raise BadInput(f"{_flag(field)} {v}: must be {span}")
+
+
+def _check_distinct(field: dataclasses.Field, items: list) -> None:
+    """A list setting names each value once (`--modes default default` ran the mode twice);
+    `repeats=True` in a field's metadata allows repeats (a pair such as IN OUT)."""
+    seen = set()
+    for v in items:
+        if str(v) in seen:
+            shown = " ".join(map(str, items))
+            raise BadInput(f"{_flag(field)} {shown}: {v} is given twice; give each value once")
+        seen.add(str(v))
 
 
 def _check_recipe_type(section: str, key: str, value: Any, hint: Any) -> None:
