@@ -11,8 +11,8 @@
 # Each bench JSON is rendered beside itself. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh + env.sh): OUT=DIR bash scripts/gpu/spread_3b.sh
 #   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
-#        smoke test); step 1 only: STEP_LIMIT (seconds, then stopped with what it has) and
-#        RESUME=1 (continue the host's run that a STEP_LIMIT cut short)
+#        smoke test); steps 1-2: STEP_LIMIT (seconds a bench may run, then stopped with what it
+#        has) and RESUME=1 (continue the host's bench that a STEP_LIMIT cut short)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 skip=" ${SKIP:-} "
@@ -26,6 +26,16 @@ render() {
   [ -f "$out/$1.json" ] || { echo "no $1.json"; return 0; }
   python3 -m vlmquant.bench.render "$out/$1.json" "$out/$1.md" && tail -n +2 "$out/$1.md" | head -40
 }
+bench_to() {  # NAME BENCH-FLAGS...: `vlmquant bench` into the host's work folder, so that a
+  # later call can resume (RESUME=1) a run that STEP_LIMIT seconds (0: none) stopped in time to
+  # hand back what it had; the result (or what it has so far) is copied to $out and rendered
+  # shellcheck disable=SC2046
+  local name=$1; shift
+  timeout -s INT -k 60 "${STEP_LIMIT:-0}" python3 -m vlmquant bench "$@" --out "$res/$name.json" \
+    --force $([ "${RESUME:-0}" = 1 ] && echo --resume) 2>&1 | grep --line-buffered "^bench\|rror"
+  cp "$res/$name.json" "$out/" 2>/dev/null || cp "$res/.$name.json.partial" "$out/$name.partial.json"
+  render "$name"
+}
 export_of() {  # NAME QUANTIZE-FLAGS...: an export of the base, made once
   local dir="$q/$1"; shift
   [ -f "$dir/run.json" ] || vq quantize --model "$base" --calib "$calib" --calib-size 512 \
@@ -33,17 +43,9 @@ export_of() {  # NAME QUANTIZE-FLAGS...: an export of the base, made once
 }
 if [[ "$skip" != *" 1 "* ]]; then
   step "1: offline bench, ${ENGINE_STARTS:-3} engine starts"
-  # written on the host's work folder, so that a later call can --resume (RESUME=1) a run that
-  # STEP_LIMIT seconds (0: none) stopped in time to hand back what it had
-  # shellcheck disable=SC2046
-  timeout -s INT -k 60 "${STEP_LIMIT:-0}" python3 -m vlmquant bench --model "$base" \
-    --model "$q/fp8_fp8_demo" --modes "$mode" --engine-starts "${ENGINE_STARTS:-3}" \
-    --concurrency "${c1[@]}" --shapes "$io" --repeats 3 "${args[@]}" \
-    --out "$res/bench-3b-h200-starts.json" --force $([ "${RESUME:-0}" = 1 ] && echo --resume) \
-    2>&1 | grep --line-buffered "^bench\|rror"
-  cp "$res/bench-3b-h200-starts.json" "$out/" 2>/dev/null \
-    || cp "$res/.bench-3b-h200-starts.json.partial" "$out/bench-3b-h200-starts.partial.json"
-  render bench-3b-h200-starts
+  bench_to bench-3b-h200-starts --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" \
+    --engine-starts "${ENGINE_STARTS:-3}" --concurrency "${c1[@]}" --shapes "$io" --repeats 3 \
+    "${args[@]}"
 fi
 if [[ "$skip" != *" 2 "* ]]; then
   step "2: recipes' speed"
@@ -56,10 +58,8 @@ if [[ "$skip" != *" 2 "* ]]; then
     # shellcheck disable=SC2086
     export_of "$m" ${flags[$m]:?unknown recipe $m}; models+=(--model "$q/$m")
   done
-  vq bench "${models[@]}" --modes "$mode" --engine-starts 1 --concurrency "${c2[@]}" \
-    --shapes "$io" --repeats 3 "${args[@]}" --out "$out/bench-recipes-3b-h200.json" --force \
-    2>&1 | grep --line-buffered "^bench\|rror"
-  render bench-recipes-3b-h200
+  bench_to bench-recipes-3b-h200 "${models[@]}" --modes "$mode" --engine-starts 1 \
+    --concurrency "${c2[@]}" --shapes "$io" --repeats 3 "${args[@]}"
 fi
 if [[ "$skip" != *" 3 "* ]]; then
   step "3: decode-step profiles"
