@@ -695,3 +695,44 @@ def test_round_h_cases(quantized, tiny_model, cli, tmp_path):
     code, err = cli("bench", "--model", tiny_model, "--engine-arg", "seed=1", "--engine-arg",
                     "seed=2", "--out", tmp_path / "b.json")  # fmt: skip
     assert code == 2 and "--engine-arg seed=2: seed is given twice" in err, err
+
+
+# --- audit round I -----------------------------------------------------------------------
+
+
+def test_round_i_cases(quantized, tiny_model, cli, tmp_path, capsys):
+    """A stale model.safetensors.index.json (check-vllm passed it, infer ended in vLLM's
+    traceback: vLLM loads only the files an index names), a pipeline --state that is a folder
+    or not JSON (a traceback after the first stage had run), an empty path (named "."), and an
+    image-only eval whose summary line printed a text PPL ratio of nan."""
+    stale = tmp_path / "stale"
+    shutil.copytree(tiny_model, stale)
+    index = {"metadata": {}, "weight_map": {"lm_head.weight": "model-00002-of-00002.safetensors"}}
+    (stale / "model.safetensors.index.json").write_text(json.dumps(index))
+    digest = folder_digest(stale)
+    for args in (["check-vllm", stale], ["infer", "--model", stale, "--out-dir", tmp_path / "i"]):
+        code, err = cli(*args)
+        assert code == 2 and "model.safetensors.index.json: names model-00002" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert folder_digest(stale) == digest and not (tmp_path / "i").exists()
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[make-tiny]\nout = "{tmp_path / "made"}"\n')
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "broken.json").write_text("{not json")
+    for state, says in (("folder.json", "is a folder"), ("broken.json", "not a pipeline state")):
+        code, err = cli("pipeline", "--recipe", recipe, "--state", tmp_path / state)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "made").exists()
+
+    code, err = cli("quantize", "--model", tiny_model, "--calib", "x.txt", "--out", "")
+    assert code == 2 and "--out '': an empty path" in err, err
+
+    from vlmquant.cli import main
+
+    capsys.readouterr()
+    code = main(["eval", "--base", str(tiny_model), "--quantized", str(quantized()), "--no-vllm",
+                 "--max-samples", "0", "--image-samples", "2", "--out",
+                 str(tmp_path / "image_only.json")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "image+text PPL ratio" in printed and "nan" not in printed, printed

@@ -192,6 +192,22 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
             )
         )
 
+    # a weight index naming each tensor's file (vLLM loads only the files it names)
+    from vlmquant.checkpoint.contract import INDEX_FIX, index_mismatch
+
+    wrong_index = index_mismatch(checkpoint, tensors(checkpoint))
+    if wrong_index:
+        findings.append(
+            Finding(
+                "weight-index",
+                "error",
+                "model.safetensors.index.json does not match the safetensors files; vLLM loads "
+                "only the files its weight_map names",
+                INDEX_FIX,
+                [wrong_index],
+            )
+        )
+
     # FP8 weights without NaN codes (vLLM computes NaN from the first token meeting one)
     nan_codes = nan_fp8_codes(checkpoint)
     if nan_codes:

@@ -126,6 +126,9 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
                     f"and {t.file}); remove the stray safetensors file"
                 )
             seen[hub_name(t.name)] = t.file
+    wrong_index = index_mismatch(path, listed)
+    if wrong_index:
+        raise BadInput(f"{wrong_index}; {INDEX_FIX}")
     if not quantized:
         fp8 = [n for n, t in stored.items() if t.dtype in FP8_DTYPES]
         if fp8:
@@ -151,6 +154,34 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
                     "re-export it with `vlmquant quantize`"
                 )
     return config
+
+
+INDEX_FIX = "rebuild the index from the safetensors files or remove it"
+
+
+def index_mismatch(path: Path, listed: list) -> str | None:
+    """Where model.safetensors.index.json disagrees with the safetensors files, or None. vLLM
+    loads only the files its weight_map names (a stale index leaves weights out), and
+    transformers trusts it too."""
+    index = path / "model.safetensors.index.json"
+    if not index.is_file():
+        return None
+    data = read_json(index)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        return f"{index}: has no weight_map table"
+    where = {t.name: t.file for t in listed}
+    for name, file in sorted(weight_map.items()):
+        if where.get(name) != file:
+            now = f"it is in {where[name]}" if name in where else "no safetensors file holds it"
+            return f"{index}: names {file} for {name}, but {now}"
+    unlisted = sorted(set(where) - set(weight_map))
+    if unlisted:
+        return (
+            f"{index}: does not name {unlisted[0]} ({where[unlisted[0]]}), and vLLM loads only "
+            "the files the index names"
+        )
+    return None
 
 
 def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:

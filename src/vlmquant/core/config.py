@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["nargs"] = "+"
             kwargs["action"] = "extend"
             tp = typing.get_args(tp)[0]
-        kwargs["type"] = tp
+        kwargs["type"] = str if tp is Path else tp  # build() makes the Path (and refuses "")
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]
         shown = (
@@ -138,6 +138,9 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
         if isinstance(value, list) and not fields[name].metadata.get("repeats"):
             _check_distinct(fields[name], value)
         tp = _base_type(hints[name])
+        paths = tp is Path or typing.get_args(tp) == (Path,)
+        if paths and "" in items:  # Path("") is the working directory
+            raise BadInput(f"{_flag(fields[name])} '': an empty path; pass a file or folder")
         if tp is Path and value is not None:
             values[name] = Path(value)
         elif typing.get_origin(tp) is list and value is not None:

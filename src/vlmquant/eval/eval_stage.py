@@ -362,10 +362,15 @@ def run(cfg: EvalConfig) -> Path:
     }
     result["run"] = record.data()
     write_text_atomic(cfg.out, dump_json(result))
-    t = result["groups"]["text"]
+    # the summary names the groups measured: an image-only eval (--max-samples 0) has no text
+    measured = {g: v for g, v in result["groups"].items() if v.get("tokens")}
     print(
-        f"eval: text PPL ratio {t.get('ppl_ratio', float('nan')):.4f}, KLD mean "
-        f"{t.get('kld_mean', float('nan')):.5f}, top-1 {t.get('top1_agreement', 0):.3f} "
-        f"-> {cfg.out}"
+        "eval: "
+        + "; ".join(
+            f"{g.replace('_', '+')} PPL ratio {v['ppl_ratio']:.4f}, KLD mean "
+            f"{v['kld_mean']:.5f}, top-1 {v['top1_agreement']:.3f}"
+            for g, v in measured.items()
+        )
+        + f" -> {cfg.out}"
     )
     return cfg.out

@@ -24,7 +24,7 @@ from typing import Any
 
 from vlmquant.core.config import build, load_recipe, setting, to_jsonable
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import write_text_atomic
+from vlmquant.core.outputs import check_output, write_text_atomic
 
 ORDER = ("make-tiny", "calib", "quantize", "infer", "eval", "bench", "report")
 # stage outputs named by a file inside the folder the stage writes
@@ -51,7 +51,25 @@ class Keys:
 
     def __init__(self, state: Path | None):
         self.state = state
-        self.shared = json.loads(state.read_text()) if state and state.is_file() else {}
+        self.shared = {}
+        if state is not None:  # checked before any stage runs
+            check_output(state, force=True, kind="file", suffix=".json")
+            self.shared = self._read(state, "--state")
+
+    @staticmethod
+    def _read(path: Path, what: str) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            raise BadInput(
+                f"{what} {path}: not a pipeline state file (JSON object); remove it (the "
+                "pipeline then reruns every stage)"
+            )
+        return data
 
     def where(self, output: Path) -> Path:
         if self.state is not None:
@@ -65,7 +83,7 @@ class Keys:
         if self.state is not None:
             return self.shared.get(f"{name}:{output}")
         f = self.where(output)
-        record = json.loads(f.read_text()) if f.is_file() else {}
+        record = self._read(f, "pipeline key")
         return record.get("key") if record.get("stage") == name else None
 
     def put(self, name: str, output: Path | None, key: str) -> None:
