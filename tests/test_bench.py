@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,6 +126,20 @@ def test_a_run_cut_short_resumes_with_the_starts_it_finished(tiny_model, tmp_pat
     (r,) = json.loads(out.read_text())["results"]
     assert r["single_stream"]["tok_s_starts"][0] == kept
     assert len(r["single_stream"]["tok_s_starts"]) == 2 and not first.parent.parent.exists()
+
+
+def test_an_engine_failure_is_its_cause_and_the_kept_log(tiny_model, tmp_path, cli):
+    """An engine that fails to start: exit 1 with one line naming its cause and the log kept
+    (it was a 50-line Python traceback of the worker's RuntimeError)."""
+    code, err = cli("bench", "--model", tiny_model, "--engine-env", "VLLM_CPU_KVCACHE_SPACE=abc",
+                    "--no-matrix", "--image", "", "--single-stream", 8, 4, "--repeats", 1,
+                    "--engine-starts", 1, "--out", tmp_path / "b.json")  # fmt: skip
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "vLLM worker failed (exit 1)" in err and "Traceback" not in err
+    log = Path(err.rsplit("log: ", 1)[1].strip())
+    assert "invalid literal for int() with base 10: 'abc'" in err  # pydantic's detail line
+    assert log.is_file() and "'abc'" in log.read_text()
+    assert not (tmp_path / "b.json").exists()
 
 
 def test_bad_shapes(tiny_model, tmp_path, cli):

@@ -736,3 +736,59 @@ def test_round_i_cases(quantized, tiny_model, cli, tmp_path, capsys):
                  str(tmp_path / "image_only.json")])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0 and "image+text PPL ratio" in printed and "nan" not in printed, printed
+
+
+# --- audit round J -----------------------------------------------------------------------
+
+
+def test_round_j_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
+    """An output name too long for the file system (OSError traceback), an export without a
+    chat template (infer failed after a 166 s engine start), sensitivity --qformat that
+    --quantized was not made with (silently ignored), and a pipeline whose [quantize] out is its
+    model (found only after make-tiny and calib had run); a valid sharded checkpoint with its
+    index still passes."""
+    code, err = cli("quantize", "--model", tiny_model, "--calib", demo_calib, "--out",
+                    tmp_path / ("x" * 300))  # fmt: skip
+    assert code == 2 and "a name of 300 bytes" in err and len(err.strip().splitlines()) == 1
+    code, err = cli("quantize", "--model", tmp_path / ("y" * 300), "--calib", demo_calib,
+                    "--out", tmp_path / "q")  # fmt: skip
+    assert code == 2 and "file name too long" in err and len(err.strip().splitlines()) == 1
+
+    bare = tmp_path / "bare"
+    shutil.copytree(quantized(), bare)
+    (bare / "chat_template.jinja").unlink()
+    code, err = cli("infer", "--model", bare, "--out-dir", tmp_path / "i")
+    assert code == 2 and "no chat template" in err and not (tmp_path / "i").exists(), err
+
+    code, err = cli("sensitivity", "--base", tiny_model, "--quantized", quantized(), "--qformat",
+                    "fp8_per_channel_per_token", "--out", tmp_path / "s.json")  # fmt: skip
+    assert code == 2 and "was made with --qformat fp8;" in err, err
+
+    made = tmp_path / "made"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f'[make-tiny]\nout = "{made}"\n[quantize]\nmodel = "{made}"\ncalib = "{demo_calib}"\n'
+        f'out = "{made}"\n'
+    )
+    code, err = cli("pipeline", "--recipe", recipe)
+    assert code == 2 and "[quantize] model" in err and "is or holds it" in err, err
+    assert not made.exists()
+
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for f in tiny_model.iterdir():
+        if f.suffix != ".safetensors" and f.is_file():
+            shutil.copy(f, sharded / f.name)
+    state = load_file(_weights(tiny_model))
+    names = sorted(state)
+    weight_map = {}
+    for k, part in enumerate((names[: len(names) // 2], names[len(names) // 2 :]), 1):
+        file = f"model-0000{k}-of-00002.safetensors"
+        save_file({n: state[n] for n in part}, sharded / file, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, file))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert cli("check-vllm", sharded)[0] == 0
+    code, err = cli("quantize", "--model", sharded, "--calib", demo_calib, "--calib-size", 16,
+                    "--out", tmp_path / "from_shards")  # fmt: skip
+    assert code == 0, err

@@ -9,6 +9,7 @@ line naming the input and the fix), 1 unexpected failure (traceback).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from vlmquant import __version__
 from vlmquant.core import config as cfgmod
-from vlmquant.core.errors import BadInput
+from vlmquant.core.errors import BadInput, EngineFailed
 from vlmquant.core.quiet import VERBOSE_ENV
 from vlmquant.stages import STAGES, Stage
 
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 NOISY_IMPORT_LOGGERS = ("vllm.triton_utils.importing", "torch.utils.cpp_extension")
 
 
+# errors a path itself causes, before any file is read: a name too long for the file system,
+# or a loop of symbolic links
+PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
+
+
 def main(argv: list[str] | None = None) -> int:
     # vLLM logs to stdout by default; keep stdout for our results (`--json`), logs on stderr
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
@@ -110,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
             args._module.run(settings)
     except BadInput as e:
         print(f"vlmquant {stage.name}: error: {e}", file=sys.stderr)
+        return 2
+    except EngineFailed as e:  # not the input's fault as far as we can tell: exit 1, briefly
+        print(f"vlmquant {stage.name}: {e.cause}; log: {e.log}", file=sys.stderr)
+        if args.verbose and e.tail:
+            print(e.tail, file=sys.stderr, end="")
+        return 1
+    except OSError as e:
+        if e.errno not in PATH_ERRNOS:
+            raise
+        # a path the file system cannot even look up: the user's input, whichever stage met it
+        why = f"{os.strerror(e.errno).lower()}" if e.errno else str(e)
+        print(
+            f"vlmquant {stage.name}: error: {e.filename}: {why}; pass a shorter or loop-free path",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -44,6 +44,17 @@ READ_JSON_FILES = (
 )
 
 
+def has_chat_template(path: Path) -> bool:
+    """Where transformers and vLLM look for a checkpoint's chat template."""
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        data = read_json(path / name) if (path / name).is_file() else {}
+        if isinstance(data, dict) and data.get("chat_template"):
+            return True
+    return False
+
+
 def is_quantized_export(path: Path, config: dict[str, Any]) -> bool:
     """A ModelOpt export (what vLLM loads with quantization="modelopt"), or any checkpoint
     whose config carries a quantization_config."""
@@ -115,6 +126,11 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
     for name in READ_JSON_FILES:  # vLLM reads them at load: malformed is bad input here
         if (path / name).is_file():
             read_json(path / name)
+    if not has_chat_template(path):  # every chat request and image sample needs one
+        raise BadInput(
+            f"{flag} {path}: no chat template (chat_template.jinja, chat_template.json, or "
+            "chat_template in tokenizer_config.json); copy it from the source checkpoint"
+        )
     listed = tensors(path)
     stored = {hub_name(t.name): t for t in listed}
     if len(stored) < len(listed):  # one name in two files: which one loads is up to the loader

@@ -13,12 +13,23 @@ from typing import Any
 
 from vlmquant.core.errors import BadInput
 
+# the longest addition the tool makes to an output's name (".NAME.tmp-XXXXXXXX", ".NAME.partial",
+# ".NAME.pipeline.json", ".STEM-work")
+NAME_EXTRA = 24
+
 
 def check_output(path: Path, force: bool, kind: str = "folder", suffix: str = "") -> None:
     """Refuse to overwrite an existing output unless --force, an output of the other `kind`
     (a file where a folder is written, or the reverse: --force or not, that is someone else's),
     a file output without its `suffix` (`--out results/` names a folder, not a JSON file), and
     an output whose folder cannot be written (before any work is done)."""
+    name_max = 255  # NAME_MAX of Linux file systems; the tool's own files add up to NAME_EXTRA
+    if len(os.fsencode(path.name)) + NAME_EXTRA > name_max:
+        raise BadInput(
+            f"output {path.name[:40]}...: a name of {len(os.fsencode(path.name))} bytes; the "
+            f"file system allows {name_max}, and the tool adds up to {NAME_EXTRA} for its "
+            "temporary and lock files: pass a shorter name"
+        )
     if suffix and path.suffix != suffix:
         raise BadInput(f"output {path}: this stage writes a {suffix} file; pass a path ending in "
                        f"{suffix}, e.g. {path / ('result' + suffix)}")  # fmt: skip

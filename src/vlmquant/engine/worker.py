@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlmquant.core.errors import BadInput
+from vlmquant.core.errors import BadInput, EngineFailed
 from vlmquant.engine.args import engine_env, hide_amx_if_asked
 
 hide_amx_if_asked()  # here too: vLLM's spawned engine processes re-import this main module
@@ -61,8 +61,15 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
 def failure_cause(log: str) -> str:
     """The last exception line of a worker log (`ValueError: ...`), else its last line."""
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    causes = [ln for ln in lines if re.match(r"^(\w+\.)*\w*(Error|Exception|Exit)\b:?", ln)]
-    return (causes or lines or ["(empty log)"])[-1][:300]
+    causes = [
+        i for i, ln in enumerate(lines) if re.match(r"^(\w+\.)*\w*(Error|Exception|Exit)\b:?", ln)
+    ]
+    if not causes:
+        return (lines or ["(empty log)"])[-1][:300]
+    cause = lines[causes[-1]]
+    if re.search(r"\d+ validation errors? for \w+$", cause) and causes[-1] + 1 < len(lines):
+        cause += ": " + lines[causes[-1] + 1].split(" [type=")[0]  # pydantic: the error itself
+    return cause[:300]
 
 
 def keep_log(log_path: Path) -> Path:
@@ -139,9 +146,10 @@ def run_worker(
                     if elapsed > timeout:
                         stop_group(proc)
                         kept = keep_log(log_path)
-                        raise RuntimeError(
-                            f"vLLM worker ran past its {timeout:.0f} s timeout and was stopped; "
-                            f"log {kept}"
+                        raise EngineFailed(
+                            f"vLLM worker ran past its {timeout:.0f} s timeout and was stopped",
+                            kept,
+                            "",
                         ) from None
                     print(f"  vLLM ({elapsed:.0f} s): {_last_line(log_path)}", file=sys.stderr)
         except BaseException:
@@ -160,9 +168,8 @@ def run_worker(
         if proc.returncode == 2 and "error: " in text:  # the task's own BadInput
             raise BadInput(text.rsplit("error: ", 1)[1].strip().splitlines()[0])
         tail = "".join(text.splitlines(keepends=True)[-30:])
-        raise RuntimeError(
-            f"vLLM worker failed (exit {proc.returncode}): {failure_cause(text)}\n"
-            f"log kept at {kept}; its tail:\n{tail}"
+        raise EngineFailed(
+            f"vLLM worker failed (exit {proc.returncode}): {failure_cause(text)}", kept, tail
         )
     return json.loads(result_path.read_text())
 

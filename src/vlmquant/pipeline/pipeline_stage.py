@@ -137,6 +137,37 @@ def _external(name: str, cfg: Any) -> list[str]:
     return out
 
 
+def _settings(name: str, recipe: dict[str, Any]) -> Any:
+    """A stage's settings from its recipe table (report's model root: quantize's by default)."""
+    table = dict(recipe.get(name, {}))
+    if name == "report" and "model_root" not in table:
+        out = build(_stage("quantize")[1], recipe, {}, "quantize").out
+        table["model_root"] = str(out.parent.parent)
+    return build(_stage(name)[1], {name: table}, {}, name)
+
+
+# settings that name what a stage writes, or its own bookkeeping, not an input
+NOT_INPUTS = ("out", "out_dir", "model_root", "index", "state")
+
+
+def _check_keeps_inputs(name: str, settings: Any) -> None:
+    """A stage's output may not be or hold one of its inputs (a recipe whose [quantize] out is
+    its model replaced the checkpoint; found only after the stages before it had run)."""
+    output = _output(name, settings)
+    if output is None:
+        return
+    made = made_path(output).resolve()
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name in NOT_INPUTS or not isinstance(value, Path):
+            continue
+        if value.resolve() == made or value.resolve().is_relative_to(made):
+            raise BadInput(
+                f"recipe [{name}] {field.name} = {str(value)!r}: the stage's output "
+                f"{made_path(output)} is or holds it; write the output somewhere else"
+            )
+
+
 def run(
     cfg: PipelineConfig, recipe: dict[str, Any] | None = None, recipe_path: Path | None = None
 ) -> None:
@@ -151,17 +182,16 @@ def run(
             f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
         )
     keys = Keys(cfg.state)
+    planned = {name: _settings(name, recipe) for name in stages}
+    for name, settings in planned.items():  # before any stage runs: no stage destroys an input
+        _check_keeps_inputs(name, settings)
     import torch
 
     previous, forced = "", False
     for name in stages:
         module, settings_cls = _stage(name)
-        table = dict(recipe.get(name, {}))
-        if name == "report" and "model_root" not in table:
-            out = build(_stage("quantize")[1], recipe, {}, "quantize").out
-            table["model_root"] = str(out.parent.parent)
         fields = {f.name for f in dataclasses.fields(settings_cls)}
-        settings = build(settings_cls, {name: table}, {}, name)
+        settings = planned[name]
         if name == "bench" and not torch.cuda.is_available():
             print("pipeline: bench skipped (no CUDA GPU)")
             continue

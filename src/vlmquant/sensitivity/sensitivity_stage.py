@@ -50,9 +50,17 @@ class SensitivityConfig:
     quantized: Path | None = setting(
         None, "an FP8 export of --base to measure (default: quantize one with the flags below)"
     )
-    qformat: str = setting("fp8", "weight/activation format", choices=list(qconfig.QFORMATS))
-    kv_cache_qformat: str = setting(
-        "fp8", "KV cache format of the export measured", choices=list(qconfig.KV_FORMATS)
+    qformat: str | None = setting(
+        None,
+        "weight/activation format of the export to make (default fp8); with --quantized, "
+        "only to check that export's",
+        choices=list(qconfig.QFORMATS),
+    )
+    kv_cache_qformat: str | None = setting(
+        None,
+        "KV cache format of the export to make (default fp8); with --quantized, only to check "
+        "that export's",
+        choices=list(qconfig.KV_FORMATS),
     )
     calib_size: int = setting(512, "calibration samples (fewer are accepted)", low=1)
     max_samples: int = setting(
@@ -84,6 +92,16 @@ def validate(cfg: SensitivityConfig) -> str:
         contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
         contract.check_same_model(cfg.base, cfg.quantized)
         contract.check_made_from(cfg.quantized, cfg.base)
+        made = dict(zip(("--qformat", "--kv-cache-qformat"), recipe_of(cfg.quantized), strict=True))
+        for flag, asked in (
+            ("--qformat", cfg.qformat),
+            ("--kv-cache-qformat", cfg.kv_cache_qformat),
+        ):
+            if asked is not None and asked != made[flag]:
+                raise BadInput(
+                    f"{flag} {asked}: --quantized {cfg.quantized} was made with {flag} "
+                    f"{made[flag]}; drop {flag} or pass an export made with it"
+                )
     if cfg.calib is not None and not cfg.calib.is_file():
         raise BadInput(f"--calib {cfg.calib}: no such file; build one with `vlmquant calib`")
     if cfg.max_samples < 1 and cfg.text is None or cfg.seq_len < 2:
@@ -109,8 +127,8 @@ def export_to_measure(cfg: SensitivityConfig, work: Path) -> Path:
             model=cfg.base,
             calib=cfg.calib,
             out=work / "export",
-            qformat=cfg.qformat,
-            kv_cache_qformat=cfg.kv_cache_qformat,
+            qformat=cfg.qformat or "fp8",
+            kv_cache_qformat=cfg.kv_cache_qformat or "fp8",
             calib_size=cfg.calib_size,
             device=cfg.device,
             seed=cfg.seed,
