@@ -792,3 +792,43 @@ def test_round_j_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
     code, err = cli("quantize", "--model", sharded, "--calib", demo_calib, "--calib-size", 16,
                     "--out", tmp_path / "from_shards")  # fmt: skip
     assert code == 0, err
+
+
+# --- audit round K: settings and fields that were silently ignored --------------------------
+
+
+def test_round_k_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
+    """A prompt with a misspelt "image" key (sent without its picture), --images with text
+    calibration, --text-with-builtin without --text, --force-stage of a stage the recipe does
+    not run (all ignored, exit 0), a shape given twice in two spellings (benchmarked twice),
+    and a report on an export without precision_map.json (a traceback)."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"text": "Describe it.", "imgae": "red_circle"}\n')
+    cases = [
+        (["infer", "--model", quantized(), "--prompts", prompts, "--out-dir", tmp_path / "o"],
+         'unknown key "imgae"'),
+        (["quantize", "--model", tiny_model, "--calib", demo_calib, "--images",
+          demo_calib.with_name("demo_captions_images"), "--out", tmp_path / "o"],
+         "text calibration reads no images"),
+        (["eval", "--base", tiny_model, "--quantized", quantized(), "--no-vllm",
+          "--text-with-builtin", "--out", tmp_path / "o.json"], "--text-with-builtin keeps"),
+        (["bench", "--model", tiny_model, "--shapes", "16x8", "16X8", "--out", tmp_path / "o.json"],
+         "16X8 is given twice"),
+    ]  # fmt: skip
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[make-tiny]\nout = "{tmp_path / "o"}"\n')
+    cases.append((["pipeline", "--recipe", recipe, "--force-stage", "quantize"],
+                  "--force-stage quantize: the recipe runs no such stage"))  # fmt: skip
+    for args, says in cases:
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert not (tmp_path / "o").exists() and not (tmp_path / "o.json").exists()
+
+    root = tmp_path / "root"
+    (root / "quantized").mkdir(parents=True)
+    shutil.copytree(quantized(), root / "quantized" / "v")
+    (root / "quantized" / "v" / "precision_map.json").unlink()
+    code, err = cli("report", "--model-root", root)
+    assert code == 0, err
+    page = (root / "reports" / "report-v.md").read_text()
+    assert "No precision_map.json beside the export" in page

@@ -88,6 +88,9 @@ def check_image_file(path: Path, where: str) -> None:
         ) from None
 
 
+PROMPT_KEYS = {"text", "image"}
+
+
 def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
     prompts = []
     for n, line in enumerate(lines, 1):
@@ -102,6 +105,12 @@ def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
             ) from None
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"]:
             raise BadInput(f'{source} line {n}: needs a non-empty "text" string')
+        unknown = sorted(set(obj) - PROMPT_KEYS)
+        if unknown:  # a misspelt "image" would send the prompt without its picture
+            raise BadInput(
+                f'{source} line {n}: unknown key "{unknown[0]}"; a prompt has "text" and '
+                'optionally "image"'
+            )
         image = obj.get("image")
         if image is not None and not (
             isinstance(image, str) and (drawable(image) or Path(image).is_file())

@@ -134,6 +134,8 @@ def parse_shapes(shapes: list[str]) -> list[tuple[int, int]]:
             raise BadInput(f"--shapes {s}: use INPUTxOUTPUT, e.g. 512x256") from None
         if inp < 1 or outp < 1:
             raise BadInput(f"--shapes {s}: input and output lengths must be at least 1")
+        if (inp, outp) in out:  # 16x8 and 16X8: one shape, benchmarked twice
+            raise BadInput(f"--shapes {' '.join(shapes)}: {s} is given twice; give each once")
         out.append((inp, outp))
     return out
 

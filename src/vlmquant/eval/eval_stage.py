@@ -118,6 +118,8 @@ def validate(cfg: EvalConfig) -> str:
             check_tensor_parallel(path, cfg.tensor_parallel_size)
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
+    if cfg.text_with_builtin and cfg.text is None:
+        raise BadInput("--text-with-builtin keeps the built-in set beside --text FILE; pass one")
     if cfg.text is not None:
         from vlmquant.eval.data import user_texts
 

@@ -181,6 +181,12 @@ def run(
         raise BadInput(
             f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
         )
+    absent = [s for s in cfg.force_stage if s not in stages]
+    if absent:
+        raise BadInput(
+            f"--force-stage {absent[0]}: the recipe runs no such stage (it runs "
+            f"{', '.join(stages)}); add its table or drop the flag"
+        )
     keys = Keys(cfg.state)
     planned = {name: _settings(name, recipe) for name in stages}
     for name, settings in planned.items():  # before any stage runs: no stage destroys an input

@@ -140,6 +140,11 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
             "--scope full with --calib-mode text: the vision tower needs image "
             "activations to calibrate; use --calib-mode image-text --images DIR"
         )
+    if cfg.images is not None and mode != "image-text":
+        raise BadInput(
+            f"--images {cfg.images}: text calibration reads no images; pass --calib-mode "
+            "image-text to calibrate on them, or drop --images"
+        )
     if (cfg.kld_budget is None) != (cfg.sensitivity is None):
         raise BadInput(
             "--kld-budget needs --sensitivity FILE (and the reverse); measure one first: "

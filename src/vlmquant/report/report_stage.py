@@ -131,12 +131,19 @@ def budget_lines(choice: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def scheme(run: dict[str, Any], pmap: dict[str, Any]) -> list[str]:
+def scheme(run: dict[str, Any], pmap: dict[str, Any] | None) -> list[str]:
     lines = ["Quant-config rules in the order ModelOpt applies them (later entries win):", ""]
     for i, e in enumerate(run["quant_cfg"]["quant_cfg"], 1):
         what = "disable" if e.get("enable") is False else json.dumps(e.get("cfg", {}))
         parent = f" [{e['parent_class']}]" if e.get("parent_class") else ""
         lines.append(f"{i}. `{e['quantizer_name']}`{parent}: {what}")
+    if pmap is None:
+        return [
+            *lines,
+            "",
+            "_No precision_map.json beside the export, so no per-module precision here; "
+            "re-export with `vlmquant quantize` to record it._",
+        ]
     groups: Counter = Counter()
     for name, m in pmap["modules"].items():
         groups[(re.sub(r"\.\d+\.", ".N.", name), m["precision"], m["rule"])] += 1
@@ -368,7 +375,7 @@ def render_variant(
     written to `plot_dir` (default `report_dir`)."""
     name = variant.name
     run = _load(variant / "run.json", ("config", "size"))
-    pmap = _load(variant / "precision_map.json")
+    pmap = _load(variant / "precision_map.json", ("modules",))
     runs = root / "runs" / name
     # in suggested commands: the checkpoint the variant was made from, when it is not here
     base_arg = base or (run or {}).get("config", {}).get("model") or "BASE_CHECKPOINT"
