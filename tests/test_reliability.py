@@ -832,3 +832,18 @@ def test_round_k_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
     assert code == 0, err
     page = (root / "reports" / "report-v.md").read_text()
     assert "No precision_map.json beside the export" in page
+
+
+# --- audit round L -----------------------------------------------------------------------
+
+
+def test_round_l_cases(tiny_model, demo_calib, cli, tmp_path):
+    """--calib naming the set's manifest (its JSON lines became calibration "captions", exit
+    0) and --text-column with --demo (ignored)."""
+    manifest = demo_calib.with_name(demo_calib.stem + ".manifest.json")
+    code, err = cli("quantize", "--model", tiny_model, "--calib", manifest, "--out", tmp_path / "q")
+    assert code == 2 and "a calibration set is the .txt" in err and not (tmp_path / "q").exists()
+    code, err = cli("calib", "--demo", "--num-samples", 8, "--text-column", "sentence", "--out",
+                    tmp_path / "c.txt")  # fmt: skip
+    assert code == 2 and "--text-column sentence: names a column of --hf-dataset" in err, err
+    assert not (tmp_path / "c.txt").exists()

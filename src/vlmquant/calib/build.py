@@ -38,7 +38,7 @@ class CalibConfig:
     hf_dataset: Path | None = setting(
         None, "a dataset on disk: save_to_disk folder, or a folder / file of parquet or jsonl"
     )
-    text_column: str = setting("caption", "caption column of --hf-dataset")
+    text_column: str | None = setting(None, "caption column of --hf-dataset (default: caption)")
     demo: bool = setting(False, "use the synthetic caption set the project ships (no download)")
     num_samples: int = setting(4096, "captions to draw", low=1)
     seed: int = setting(1234, "sampling seed")
@@ -224,6 +224,11 @@ def run(cfg: CalibConfig) -> Path:
             f"--out {cfg.out}: a calibration set is a .txt file (its .jsonl and manifest go "
             "beside it); pass a path ending in .txt"
         )
+    if cfg.text_column is not None and cfg.hf_dataset is None:
+        raise BadInput(
+            f"--text-column {cfg.text_column}: names a column of --hf-dataset; drop it with "
+            "--demo or --coco-annotations"
+        )
     paths = output_paths(cfg.out)
     for p in paths.values():
         check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})
@@ -243,12 +248,12 @@ def run(cfg: CalibConfig) -> Path:
             "sha256": sha256_file(cfg.coco_annotations),
         }
     else:
-        captions = hf_captions(cfg.hf_dataset, cfg.text_column)
+        captions = hf_captions(cfg.hf_dataset, cfg.text_column or "caption")
         source = {
             "kind": "hf-dataset",
             "synthetic": False,
             "path": str(cfg.hf_dataset),
-            "text_column": cfg.text_column,
+            "text_column": cfg.text_column or "caption",
         }
         if cfg.hf_dataset.is_file():
             source["sha256"] = sha256_file(cfg.hf_dataset)

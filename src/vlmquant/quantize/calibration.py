@@ -75,6 +75,11 @@ def load_samples(
     the file names."""
     if not calib.is_file():
         raise BadInput(f"--calib {calib}: no such file; build it with `vlmquant calib`")
+    if calib.suffix not in (".txt", ".jsonl"):  # a manifest's JSON lines are no captions
+        raise BadInput(
+            f"--calib {calib}: a calibration set is the .txt (one caption a line) or the .jsonl "
+            "that `vlmquant calib` writes; pass one of those"
+        )
     source = image_rows_for(calib) if need_images else calib
     if need_images and not source.is_file():
         raise BadInput(
