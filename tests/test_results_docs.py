@@ -90,3 +90,22 @@ def test_recipe_comparison_pages_match_their_json():
         data = json.loads(page.with_suffix(".json").read_text())
         assert compare.render(data, page.with_suffix(".png").name) == page.read_text(), page.name
         assert page.with_suffix(".png").is_file(), page.name
+
+
+def test_recipe_speed_columns_come_from_the_committed_benches(tmp_path):
+    """The GPU speed columns of the recipe pages are what `compare speed` reads from the bench
+    JSON committed beside them, not typed."""
+    import json
+    import shutil
+
+    from vlmquant.eval import compare
+
+    for page in sorted((RESULTS / "recipes-trained").glob("recipes-*.json")):
+        data = json.loads(page.read_text())
+        if "speed" not in data:
+            continue
+        copy = tmp_path / page.name
+        shutil.copy(page, copy)
+        benches = [RESULTS / s["bench"] for s in data["speed"]["sources"]]
+        compare.add_speed(copy, benches)
+        assert json.loads(copy.read_text())["speed"] == data["speed"], page.name

