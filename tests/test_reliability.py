@@ -847,3 +847,27 @@ def test_round_l_cases(tiny_model, demo_calib, cli, tmp_path):
                     tmp_path / "c.txt")  # fmt: skip
     assert code == 2 and "--text-column sentence: names a column of --hf-dataset" in err, err
     assert not (tmp_path / "c.txt").exists()
+
+
+# --- audit round M: common careless inputs -----------------------------------------------------
+
+
+def test_round_m_cases(quantized, tiny_model, cli, tmp_path, monkeypatch):
+    """infer with the export and its base swapped (ran both; the page labelled the FP8 export
+    "base (BF16)"), and a quoted "~/..." path (a folder named "~" appeared in the working
+    directory)."""
+    code, err = cli("infer", "--model", tiny_model, "--compare", quantized(), "--out-dir",
+                    tmp_path / "i")  # fmt: skip
+    assert code == 2 and "--compare" in err and "a quantized export" in err, err
+    assert not (tmp_path / "i").exists()
+    other = tmp_path / "other_base"
+    shutil.copytree(tiny_model, other)
+    code, err = cli("infer", "--model", tiny_model, "--compare", other, "--out-dir", tmp_path / "i")
+    assert code == 2 and "pass the export as --model" in err, err
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert cli("calib", "--demo", "--num-samples", 8, "--out", "~/c.txt")[0] == 0
+    assert (home / "c.txt").is_file() and not (work / "~").exists()

@@ -141,12 +141,13 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
         paths = tp is Path or typing.get_args(tp) == (Path,)
         if paths and "" in items:  # Path("") is the working directory
             raise BadInput(f"{_flag(fields[name])} '': an empty path; pass a file or folder")
+        # "~/x" from a recipe or a quoted flag: the home folder, as the shell would have it
         if tp is Path and value is not None:
-            values[name] = Path(value)
+            values[name] = Path(value).expanduser()
         elif typing.get_origin(tp) is list and value is not None:
             items = list(value) if isinstance(value, list | tuple) else [value]  # `x = "a"`
             if typing.get_args(tp) == (Path,):
-                items = [Path(v) for v in items]
+                items = [Path(v).expanduser() for v in items]
             values[name] = items
     return cls(**values)
 

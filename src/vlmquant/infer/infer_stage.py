@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.checkpoint import check_vllm
-from vlmquant.checkpoint.contract import check_checkpoint, check_made_from
+from vlmquant.checkpoint.contract import check_checkpoint, check_made_from, check_quantization
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
@@ -65,9 +65,13 @@ class InferConfig:
 def validate(cfg: InferConfig) -> list[Prompt]:
     if cfg.model is None or cfg.out_dir is None:
         raise BadInput("infer: pass --model DIR and --out-dir DIR (or set them in --recipe)")
-    check_checkpoint(cfg.model, "--model")
-    if cfg.compare is not None:
-        check_checkpoint(cfg.compare, "--compare")
+    config = check_checkpoint(cfg.model, "--model")
+    if cfg.compare is not None:  # the page labels --model "quantized" and --compare "base (BF16)"
+        check_checkpoint(cfg.compare, "--compare", "bf16")
+        check_quantization(
+            cfg.model, "--model", config, "quantized", fix="--compare runs an export beside its "
+            "BF16 base: pass the export as --model"
+        )  # fmt: skip
         check_made_from(cfg.model, cfg.compare, "--compare")
     from vlmquant.engine.args import check_tensor_parallel
 
