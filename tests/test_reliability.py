@@ -871,3 +871,29 @@ def test_round_m_cases(quantized, tiny_model, cli, tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     assert cli("calib", "--demo", "--num-samples", 8, "--out", "~/c.txt")[0] == 0
     assert (home / "c.txt").is_file() and not (work / "~").exists()
+
+
+# --- audit round N -----------------------------------------------------------------------
+
+
+def test_round_n_cases(quantized, tmp_path, cli):
+    """serve --vllm-args with a flag `vllm serve` does not have (a command that cannot run was
+    printed), and a pipeline whose [eval] names an export no stage makes (found only after
+    make-tiny had run)."""
+    code, err = cli("serve", "--model", quantized(), "--vllm-args=--no-such-flag",
+                    "--print-command")  # fmt: skip
+    assert code == 2 and "--no-such-flag is no `vllm serve` flag" in err, err
+    code, err = cli("serve", "--model", quantized(), "--vllm-args=--max-num-seqs abc",
+                    "--print-command")  # fmt: skip
+    assert code == 2 and "`vllm serve` refuses it (argument --max-num-seqs" in err, err
+    assert cli("serve", "--model", quantized(), "--vllm-args=--max-num-seqs 4",
+               "--print-command")[0] == 0  # fmt: skip
+    made = tmp_path / "made"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f'[make-tiny]\nout = "{made}"\n[eval]\nbase = "{made}"\n'
+        f'quantized = "{tmp_path / "nowhere"}"\nout = "{tmp_path / "e.json"}"\n'
+    )
+    code, err = cli("pipeline", "--recipe", recipe)
+    assert code == 2 and "[eval] quantized" in err and "no stage before it makes it" in err, err
+    assert not made.exists()

