@@ -3,7 +3,8 @@
 Every stage's flags are generated from its settings dataclass (see `vlmquant.core.config`), so
 `--help` and the recipe keys always match. `--recipe FILE` reads the stage's table from a TOML
 recipe; flags given on the command line win. Exit codes: 0 success, 2 bad input or usage (one
-line naming the input and the fix), 1 unexpected failure (traceback).
+line naming the input and the fix), 1 a failure that is not the input's: a vLLM engine's is one
+line with its cause and kept log (`-v`: its tail), anything else a traceback.
 """
 
 from __future__ import annotations
