@@ -741,6 +741,17 @@ def test_round_i_cases(quantized, tiny_model, cli, tmp_path, capsys):
 # --- audit round J -----------------------------------------------------------------------
 
 
+def _refused_before_any_stage(cli, tmp_path: Path, tables: str, *says: str) -> None:
+    """A pipeline recipe of [make-tiny] (out: tmp_path/made) and `tables` is exit 2 with one
+    line saying each of `says`, and make-tiny never ran."""
+    made = tmp_path / "made"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[make-tiny]\nout = "{made}"\n' + tables)
+    code, err = cli("pipeline", "--recipe", recipe)
+    assert code == 2 and all(s in err for s in says) and len(err.strip().splitlines()) == 1, err
+    assert not made.exists()
+
+
 def test_round_j_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
     """An output name too long for the file system (OSError traceback), an export without a
     chat template (infer failed after a 166 s engine start), sensitivity --qformat that
@@ -765,14 +776,8 @@ def test_round_j_cases(quantized, tiny_model, demo_calib, cli, tmp_path):
     assert code == 2 and "was made with --qformat fp8;" in err, err
 
     made = tmp_path / "made"
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        f'[make-tiny]\nout = "{made}"\n[quantize]\nmodel = "{made}"\ncalib = "{demo_calib}"\n'
-        f'out = "{made}"\n'
-    )
-    code, err = cli("pipeline", "--recipe", recipe)
-    assert code == 2 and "[quantize] model" in err and "is or holds it" in err, err
-    assert not made.exists()
+    tables = f'[quantize]\nmodel = "{made}"\ncalib = "{demo_calib}"\nout = "{made}"\n'
+    _refused_before_any_stage(cli, tmp_path, tables, "[quantize] model", "is or holds it")
 
     sharded = tmp_path / "sharded"
     sharded.mkdir()
@@ -888,12 +893,9 @@ def test_round_n_cases(quantized, tmp_path, cli):
     assert code == 2 and "`vllm serve` refuses it (argument --max-num-seqs" in err, err
     assert cli("serve", "--model", quantized(), "--vllm-args=--max-num-seqs 4",
                "--print-command")[0] == 0  # fmt: skip
-    made = tmp_path / "made"
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        f'[make-tiny]\nout = "{made}"\n[eval]\nbase = "{made}"\n'
-        f'quantized = "{tmp_path / "nowhere"}"\nout = "{tmp_path / "e.json"}"\n'
+    tables = (
+        f'[eval]\nbase = "{tmp_path / "made"}"\nquantized = "{tmp_path / "nowhere"}"\n'
+        f'out = "{tmp_path / "e.json"}"\n'
     )
-    code, err = cli("pipeline", "--recipe", recipe)
-    assert code == 2 and "[eval] quantized" in err and "no stage before it makes it" in err, err
-    assert not made.exists()
+    says = ("[eval] quantized", "no stage before it makes it")
+    _refused_before_any_stage(cli, tmp_path, tables, *says)

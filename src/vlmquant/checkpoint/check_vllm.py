@@ -153,7 +153,8 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     import vllm
     from vllm.platforms import current_platform
 
-    infos = {hub_name(t.name): t for t in tensors(checkpoint)}
+    listed = tensors(checkpoint)
+    infos = {hub_name(t.name): t for t in listed}
     modules = architecture_modules(checkpoint)
     packed = dict(getattr(model_cls, "packed_modules_mapping", {}))
     mapper = model_cls.hf_to_vllm_mapper
@@ -195,7 +196,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     # a weight index naming each tensor's file (vLLM loads only the files it names)
     from vlmquant.checkpoint.contract import INDEX_FIX, index_mismatch
 
-    wrong_index = index_mismatch(checkpoint, tensors(checkpoint))
+    wrong_index = index_mismatch(checkpoint, listed)
     if wrong_index:
         findings.append(
             Finding(

@@ -13,6 +13,7 @@ and the scale tensors, and builds the architecture on the meta device: no weight
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -223,25 +224,33 @@ def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
     return None
 
 
+def stored_tensors(path: Path, pick) -> Iterator[tuple[Any, Any]]:
+    """(TensorInfo, tensor) for each stored tensor `pick(info)` selects, one file open at a
+    time: the tensors are read, the rest of the checkpoint is not."""
+    from safetensors import safe_open
+
+    by_file: dict[str, list] = {}
+    for t in tensors(path):
+        if pick(t):
+            by_file.setdefault(t.file, []).append(t)
+    for file, infos in sorted(by_file.items()):
+        with safe_open(str(path / file), "pt") as f:
+            for t in infos:
+                yield t, f.get_tensor(t.name)
+
+
 def bad_scales(path: Path) -> list[str]:
     """Scale tensors (ModelOpt's weight/input/k/v scales) holding a value vLLM cannot run: NaN,
     infinite, zero or negative (a zero weight scale silences its layer; NaN poisons every
     token after it). Reads the scales only: small tensors."""
     import torch
-    from safetensors import safe_open
 
     bad = []
-    by_file: dict[str, list[str]] = {}
-    for t in tensors(path):
-        if t.name.rsplit(".", 1)[-1] in SCALE_SUFFIXES:
-            by_file.setdefault(t.file, []).append(t.name)
-    for file, names in sorted(by_file.items()):
-        with safe_open(str(path / file), "pt") as f:
-            for name in names:
-                v = f.get_tensor(name).float()
-                wrong = ~torch.isfinite(v) | (v <= 0)
-                if wrong.any():
-                    bad.append(f"{name} = {v[wrong].flatten()[0].item():g}")
+    for t, v in stored_tensors(path, lambda t: t.name.rsplit(".", 1)[-1] in SCALE_SUFFIXES):
+        v = v.float()
+        wrong = ~torch.isfinite(v) | (v <= 0)
+        if wrong.any():
+            bad.append(f"{t.name} = {v[wrong].flatten()[0].item():g}")
     return sorted(bad)
 
 
@@ -255,21 +264,13 @@ def nan_fp8_codes(path: Path) -> list[str]:
     first token that meets one. Reads the FP8 tensors' bytes (about one byte per parameter of
     the quantized layers: seconds for a 3B model)."""
     import torch
-    from safetensors import safe_open
 
-    by_file: dict[str, list[tuple[str, str]]] = {}
-    for t in tensors(path):
-        if t.dtype in FP8_NAN_BITS:
-            by_file.setdefault(t.file, []).append((t.name, t.dtype))
     bad = []
-    for file, items in sorted(by_file.items()):
-        with safe_open(str(path / file), "pt") as f:
-            for name, dtype in items:
-                mask, value = FP8_NAN_BITS[dtype]
-                codes = f.get_tensor(name).view(torch.uint8)
-                n = int(((codes & mask) == value).sum())
-                if n:
-                    bad.append(f"{name} holds {n} FP8 NaN/inf code{'s' if n > 1 else ''}")
+    for t, codes in stored_tensors(path, lambda t: t.dtype in FP8_NAN_BITS):
+        mask, value = FP8_NAN_BITS[t.dtype]
+        n = int(((codes.view(torch.uint8) & mask) == value).sum())
+        if n:
+            bad.append(f"{t.name} holds {n} FP8 NaN/inf code{'s' if n > 1 else ''}")
     return sorted(bad)
 
 

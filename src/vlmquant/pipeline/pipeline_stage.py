@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,14 @@ def _settings(name: str, recipe: dict[str, Any]) -> Any:
 NOT_INPUTS = ("out", "out_dir", "model_root", "index", "state")
 
 
+def _inputs(settings: Any) -> Iterator[tuple[str, Path]]:
+    """(setting, path) for each path a stage's settings name as an input."""
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name not in NOT_INPUTS and isinstance(value, Path):
+            yield field.name, value
+
+
 def _check_keeps_inputs(name: str, settings: Any) -> None:
     """A stage's output may not be or hold one of its inputs (a recipe whose [quantize] out is
     its model replaced the checkpoint; found only after the stages before it had run)."""
@@ -157,13 +166,10 @@ def _check_keeps_inputs(name: str, settings: Any) -> None:
     if output is None:
         return
     made = made_path(output).resolve()
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if field.name in NOT_INPUTS or not isinstance(value, Path):
-            continue
+    for key, value in _inputs(settings):
         if value.resolve() == made or value.resolve().is_relative_to(made):
             raise BadInput(
-                f"recipe [{name}] {field.name} = {str(value)!r}: the stage's output "
+                f"recipe [{name}] {key} = {str(value)!r}: the stage's output "
                 f"{made_path(output)} is or holds it; write the output somewhere else"
             )
 
@@ -182,13 +188,10 @@ def _check_inputs_exist(planned: dict[str, Any]) -> None:
     quantized that nothing makes was found only after the stages before it had run)."""
     made: list[Path] = []
     for name, settings in planned.items():
-        for field in dataclasses.fields(settings):
-            value = getattr(settings, field.name)
-            if field.name in NOT_INPUTS or not isinstance(value, Path) or value.exists():
-                continue
-            if not any(_produces(m, value) for m in made):
+        for key, value in _inputs(settings):
+            if not value.exists() and not any(_produces(m, value) for m in made):
                 raise BadInput(
-                    f"recipe [{name}] {field.name} = {str(value)!r}: no such file or folder, and "
+                    f"recipe [{name}] {key} = {str(value)!r}: no such file or folder, and "
                     "no stage before it makes it; fix the path or add the stage that makes it"
                 )
         output = _output(name, settings)
