@@ -172,7 +172,7 @@ def test_bad_inputs(tiny_model, quantized, tmp_path, cli):
     )
     assert code == 2 and "empty" in err
     code, err = cli("eval", "--base", tmp_path / "nope", "--quantized", tiny_model, "--out", out)
-    assert code == 2 and "no config.json" in err
+    assert code == 2 and "nope: no such folder" in err
     assert not out.exists()
 
 

@@ -21,7 +21,7 @@ def test_bad_inputs(base_args, tiny_model, tmp_path, cli):
     no_image = tmp_path / "img.jsonl"
     no_image.write_text('{"text": "look", "image": "/nonexistent/cat.png"}\n')
     cases = [
-        (["--model", tmp_path / "missing"], "no config.json"),
+        (["--model", tmp_path / "missing"], "missing: no such folder"),
         (["--model", tiny_model, "--expect-fp8"], "not a ModelOpt FP8 export"),
         (["--prompts", bad_prompts], "line 2: not JSON"),
         (["--prompts", no_image], "neither a drawable name"),

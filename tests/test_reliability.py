@@ -735,7 +735,8 @@ def test_round_i_cases(quantized, tiny_model, cli, tmp_path, capsys):
                  "--max-samples", "0", "--image-samples", "2", "--out",
                  str(tmp_path / "image_only.json")])  # fmt: skip
     printed = capsys.readouterr().out
-    assert code == 0 and "image+text PPL ratio" in printed and "nan" not in printed, printed
+    assert code == 0 and "image+text (2 samples) PPL ratio" in printed, printed
+    assert "nan" not in printed, printed
 
 
 # --- audit round J -----------------------------------------------------------------------
@@ -899,3 +900,148 @@ def test_round_n_cases(quantized, tmp_path, cli):
     )
     says = ("[eval] quantized", "no stage before it makes it")
     _refused_before_any_stage(cli, tmp_path, tables, *says)
+
+
+# --- audit round O: ordinary careless inputs ------------------------------------------------
+
+
+def _coco(path: Path, n: int) -> dict:
+    data = {
+        "images": [{"id": i, "file_name": f"{i:012d}.jpg"} for i in range(n)],
+        "annotations": [
+            {"id": i, "image_id": i, "caption": f"a dog on sofa {i}"} for i in range(n)
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return data
+
+
+def test_round_o_cases(quantized, tiny_model, tmp_path, cli, capsys):
+    """COCO captions as COCO ships them (annotations_trainval2017.zip, its annotations/ folder, a
+    .json.gz: each was refused as "not JSON" or "no such file"); a file of a checkpoint passed
+    for its folder; a JSON output with a mistyped suffix (the fix suggested "e.txt/result.json")."""
+    import gzip
+    import zipfile
+
+    plain = tmp_path / "coco" / "annotations" / "captions_val2017.json"
+    _coco(plain, 12)
+    with zipfile.ZipFile(tmp_path / "annotations_trainval2017.zip", "w") as z:
+        z.write(plain, "annotations/captions_val2017.json")
+        z.writestr("annotations/instances_val2017.json", "{}")
+    (tmp_path / "c.json.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    outs = []
+    for i, source in enumerate(("coco/annotations/captions_val2017.json", "coco",
+                                "annotations_trainval2017.zip", "c.json.gz")):  # fmt: skip
+        outs.append(tmp_path / f"o{i}.txt")
+        code, err = cli("calib", "--coco-annotations", tmp_path / source, "--num-samples", 5,
+                        "--out", outs[-1])  # fmt: skip
+        assert code == 0, (source, err)
+    assert len({o.read_bytes() for o in outs}) == 1
+    manifest = json.loads((tmp_path / "o1.manifest.json").read_text())
+    assert manifest["source"]["path"] == str(plain)
+
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("x.json", "{}")
+    (tmp_path / "bad.gz").write_bytes(b"not gzip")
+    (tmp_path / "empty").mkdir()
+    for source, says in (("other.zip", "a zip without captions_train2017.json"),
+                         ("bad.gz", "unreadable (BadGzipFile"),
+                         ("empty", "a folder without captions_train2017.json")):  # fmt: skip
+        code, err = cli(
+            "calib", "--coco-annotations", tmp_path / source, "--out", tmp_path / "x.txt"
+        )
+        assert code == 2 and says in err, err
+    assert not list(tmp_path.glob("x.*"))
+
+    weights = quantized() / "model.safetensors"
+    e = tmp_path / "e.json"
+    for folder, args in ((weights.parent, ("inspect", weights)),
+                         (weights.parent, ("check-vllm", weights)),
+                         (tiny_model, ("quantize", "--model", tiny_model / "config.json",
+                                       "--calib", "c.txt")),
+                         (weights.parent, ("eval", "--base", tiny_model, "--quantized", weights,
+                                           "--out", e))):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and f"a file of a checkpoint; pass its folder {folder}" in err, err
+    code, err = cli(
+        "eval", "--base", tiny_model, "--quantized", quantized(), "--out", tmp_path / "e.txt"
+    )
+    assert code == 2 and f"e.g. {tmp_path / 'e.json'}" in err, err
+
+    from vlmquant.cli import main
+    from vlmquant.eval.data import shipped_paragraphs
+
+    capsys.readouterr()
+    code = main(["eval", "--base", str(tiny_model), "--quantized", str(quantized()), "--no-vllm",
+                 "--max-samples", "500", "--image-samples", "0", "--out", str(e)])  # fmt: skip
+    printed = capsys.readouterr().out
+    n = len(shipped_paragraphs())
+    assert code == 0 and f"text ({n} samples)" in printed, printed
+    assert f"({n} of the 500 text samples --max-samples asks for" in printed, printed
+
+
+def test_round_o_lengths_and_paths(quantized, tiny_model, tmp_path, cli):
+    """Lengths vLLM refuses only after an engine start (infer's prompt over --max-model-len:
+    3.5 minutes, then 7 lines; bench's shapes; eval's --seq-len), a prompts file whose image
+    sits beside it (not found from another working directory), report without --model-root
+    ("--model-root None"), and a one-number --single-stream (a message about --concurrency)."""
+    code, err = cli(
+        "infer", "--model", quantized(), "--max-model-len", 16, "--out-dir", tmp_path / "i"
+    )
+    assert code == 2 and "prompt 1 ('Write a short haiku" in err and "at least 47" in err, err
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    from vlmquant.prompts import draw, load_prompts
+
+    draw("red_circle").save(suite / "pic.png")
+    (suite / "p.jsonl").write_text('{"text": "What is this?", "image": "pic.png"}\n')
+    (prompt,) = load_prompts(suite / "p.jsonl")  # the working directory is not suite/
+    assert prompt.image == str((suite / "pic.png").resolve())
+    (suite / "q.jsonl").write_text('{"text": "What is this?", "image": "nope.png"}\n')
+    code, err = cli("infer", "--model", quantized(), "--prompts", suite / "q.jsonl", "--out-dir",
+                    tmp_path / "i")  # fmt: skip
+    assert code == 2 and f"looked beside the prompts file, in {suite}" in err, err
+
+    bench = ("bench", "--model", quantized(), "--out", tmp_path / "b.json")
+    for args, says in (
+        (("--shapes", "512x256", "--single-stream", 8, 8, "--max-model-len", 128),
+         "--shapes 512x256: 768 tokens, above --max-model-len 128"),
+        (("--no-matrix", "--max-model-len", 128), "--single-stream 128 256: 384 tokens"),
+        (("--single-stream", 5000), "--single-stream 5000: give two numbers"),
+        (("--serve", "--out", tmp_path / "serve.json", "--max-model-len", 128),
+         "--serve-shape 512x256: 768 tokens"),
+    ):  # fmt: skip
+        code, err = cli(*bench, *args)
+        assert code == 2 and says in err, (args, err)
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--seq-len", 256,
+                    "--max-model-len", 64, "--out", tmp_path / "e.json")  # fmt: skip
+    assert code == 2 and "raise --max-model-len to at least 257" in err, err
+    code, err = cli("report")
+    assert code == 2 and "report: pass --model-root models/<model>" in err, err
+    assert not [p for p in tmp_path.iterdir() if p.name != "suite"]
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing(tiny_model, demo_calib, tmp_path):
+    """Ctrl-C in the middle of a quantize printed a KeyboardInterrupt traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "q"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmquant", "quantize", "--model", str(tiny_model), "--calib",
+         str(demo_calib), "--calib-size", "64", "--out", str(out)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".q*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # its temporary output exists: it is at work
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        "vlmquant quantize: interrupted; the output it was writing is not kept"
+    ]
+    assert not out.exists() and not list(tmp_path.glob(".q*")), list(tmp_path.iterdir())

@@ -4,7 +4,8 @@ Every stage's flags are generated from its settings dataclass (see `vlmquant.cor
 `--help` and the recipe keys always match. `--recipe FILE` reads the stage's table from a TOML
 recipe; flags given on the command line win. Exit codes: 0 success, 2 bad input or usage (one
 line naming the input and the fix), 1 a failure that is not the input's: a vLLM engine's is one
-line with its cause and kept log (`-v`: its tail), anything else a traceback.
+line with its cause and kept log (`-v`: its tail), anything else a traceback; 130 Ctrl-C
+(one line: what it was writing is not kept).
 """
 
 from __future__ import annotations
@@ -123,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose and e.tail:
             print(e.tail, file=sys.stderr, end="")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the temporary outputs are gone, say so in one line
+        if args.verbose:
+            raise
+        print(
+            f"vlmquant {stage.name}: interrupted; the output it was writing is not kept"
+            + (" (the stages it finished are)" if stage.name == "pipeline" else ""),
+            file=sys.stderr,
+        )
+        return 130
     except OSError as e:
         if e.errno not in PATH_ERRNOS:
             raise

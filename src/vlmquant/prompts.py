@@ -2,7 +2,7 @@
 
 Images are drawn with PIL from a name (`red_circle`, `blue_square`, ...), so their content is
 known and nothing is downloaded. A prompts file is jsonl with `text` and optional `image` (a
-drawn-image name or a path to an image file).
+drawn-image name or a path to an image file, a relative one found beside the prompts file first).
 """
 
 from __future__ import annotations
@@ -91,7 +91,28 @@ def check_image_file(path: Path, where: str) -> None:
 PROMPT_KEYS = {"text", "image"}
 
 
-def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
+def _image_ref(image: object, folder: Path | None, where: str) -> str:
+    """A drawn-image name as it is; an image path as an absolute path, a relative one found
+    beside the prompts file first (a suite travels with its pictures), then in the working
+    directory."""
+    if isinstance(image, str) and drawable(image):
+        return image
+    path = Path(image).expanduser() if isinstance(image, str) and image else None
+    found = None
+    if path is not None:
+        tries = [path] if path.is_absolute() or folder is None else [folder / path, path]
+        found = next((p for p in tries if p.is_file()), None)
+    if found is None:
+        beside = f" (looked beside the prompts file, in {folder}, and here)" if folder else ""
+        raise BadInput(
+            f"{where}: image {image!r} is neither a drawable name (e.g. red_circle) nor an "
+            f"existing file{beside}"
+        )
+    check_image_file(found, where)
+    return str(found.resolve())
+
+
+def parse_prompts(lines: list[str], source: str, folder: Path | None = None) -> list[Prompt]:
     prompts = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -112,15 +133,8 @@ def parse_prompts(lines: list[str], source: str) -> list[Prompt]:
                 'optionally "image"'
             )
         image = obj.get("image")
-        if image is not None and not (
-            isinstance(image, str) and (drawable(image) or Path(image).is_file())
-        ):
-            raise BadInput(
-                f"{source} line {n}: image {image!r} is neither a drawable name "
-                "(e.g. red_circle) nor an existing file"
-            )
-        if image is not None and not drawable(image):
-            check_image_file(Path(image), f"{source} line {n}")
+        if image is not None:
+            image = _image_ref(image, folder, f"{source} line {n}")
         prompts.append(Prompt(obj["text"], image))
     if not prompts:
         raise BadInput(f'{source}: no prompts; add jsonl lines with a "text" field')
@@ -141,4 +155,4 @@ def load_prompts(path: Path | None) -> list[Prompt]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"--prompts {path}: not UTF-8 text; pass a jsonl file of prompts") from None
-    return parse_prompts(text.splitlines(), f"--prompts {path}")
+    return parse_prompts(text.splitlines(), f"--prompts {path}", path.parent)

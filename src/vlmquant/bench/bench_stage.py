@@ -232,8 +232,13 @@ def validate(cfg: BenchConfig) -> Checked:
     bad = [m for m in cfg.modes if m not in ("default", "eager")]
     if bad or not cfg.modes:
         raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")
-    if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1 or len(cfg.single_stream) != 2:
-        raise BadInput("--concurrency values and --repeats must be >= 1; --single-stream IN OUT")
+    if len(cfg.single_stream) != 2:
+        raise BadInput(
+            f"--single-stream {' '.join(map(str, cfg.single_stream))}: give two numbers, the "
+            "input and output tokens of the decode case (e.g. --single-stream 128 256)"
+        )
+    if any(c < 1 for c in cfg.concurrency) or cfg.repeats < 1:
+        raise BadInput("--concurrency values and --repeats must be >= 1")
     if cfg.matrix and not (cfg.concurrency and cfg.shapes):
         raise BadInput(
             "--concurrency and --shapes need at least one value each (or pass --no-matrix)"
@@ -253,6 +258,7 @@ def validate(cfg: BenchConfig) -> Checked:
         )
     if cfg.image_size < 28:
         raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
+    check_fits(cfg, shapes)
     if cfg.serve:
         validate_serve(cfg)
         if cfg.resume:
@@ -290,6 +296,23 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
             )
         out[key] = entry
     return out
+
+
+def check_fits(cfg: BenchConfig, shapes: list[tuple[int, int]]) -> None:
+    """vLLM refuses a request whose prompt and output exceed --max-model-len, after an engine
+    start: refuse it before."""
+    if cfg.serve:  # a serving bench runs its own shape only
+        cases = [("--serve-shape", "{}x{}", parse_shapes([cfg.serve_shape])[0])]
+    else:
+        cases = [("--single-stream", "{} {}", tuple(cfg.single_stream))]
+        cases += [("--shapes", "{}x{}", shape) for shape in shapes if cfg.matrix]
+    for flag, form, (inp, outp) in cases:
+        if inp + outp > cfg.max_model_len:
+            raise BadInput(
+                f"{flag} {form.format(inp, outp)}: {inp + outp} tokens, above --max-model-len "
+                f"{cfg.max_model_len}; raise --max-model-len to at least {inp + outp} or "
+                "shorten the case"
+            )
 
 
 def validate_serve(cfg: BenchConfig) -> None:

@@ -4,7 +4,8 @@ r"""Build the calibration set: seeded sample of captions -> .txt, .jsonl, .manif
         --num-samples 4096 --seed 1234 --out datasets/vlm-quantize-calib/coco2017_captions.txt
 
 Sources: the official COCO captions JSON (`images[]` with `id`/`file_name`, `annotations[]`
-with `image_id`/`caption`), a Hugging Face dataset on disk (`save_to_disk` folder, or parquet /
+with `image_id`/`caption`; also read from a .json.gz, COCO's annotations_trainval2017.zip or
+the folder holding it), a Hugging Face dataset on disk (`save_to_disk` folder, or parquet /
 jsonl files), or `--demo`, a synthetic caption set the project ships. Captions are
 whitespace-normalised, empty ones and exact duplicates dropped (first occurrence kept), then
 `num_samples` are drawn with `random.Random(seed)`. Same inputs -> byte-identical outputs.
@@ -13,10 +14,12 @@ whitespace-normalised, empty ones and exact duplicates dropped (first occurrence
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import random
 import re
+import zipfile
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -34,7 +37,11 @@ class CalibConfig:
         Path("datasets/vlm-quantize-calib/coco2017_captions.txt"),
         "the .txt to write; .jsonl and .manifest.json go beside it",
     )
-    coco_annotations: Path | None = setting(None, "COCO captions JSON (captions_train2017.json)")
+    coco_annotations: Path | None = setting(
+        None,
+        "COCO captions JSON (captions_train2017.json; also .json.gz, COCO's "
+        "annotations_trainval2017.zip, or the folder holding it)",
+    )
     hf_dataset: Path | None = setting(
         None, "a dataset on disk: save_to_disk folder, or a folder / file of parquet or jsonl"
     )
@@ -87,6 +94,42 @@ def write_demo_images(folder: Path, names: set[str]) -> None:
         draw(name.removesuffix(".png")).save(folder / name)
 
 
+COCO_CAPTION_FILES = ("captions_train2017.json", "captions_val2017.json")
+
+
+def coco_file(path: Path) -> Path:
+    """The file a --coco-annotations path names: the path itself, or for a folder (COCO's
+    `annotations/` layout included) its captions_train2017.json, else captions_val2017.json."""
+    if not path.is_dir():
+        return path
+    for name in COCO_CAPTION_FILES:
+        for candidate in (path / name, path / "annotations" / name):
+            if candidate.is_file():
+                return candidate
+    raise BadInput(
+        f"--coco-annotations {path}: a folder without {' or '.join(COCO_CAPTION_FILES)}; "
+        "pass the captions file itself"
+    )
+
+
+def _read_coco_bytes(path: Path) -> bytes:
+    """The JSON bytes of a captions file, a .gz of one, or COCO's annotations_*.zip."""
+    if path.suffix == ".gz":
+        with gzip.open(path) as f:
+            return f.read()
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as z:
+            members = {Path(m).name: m for m in z.namelist()}
+            for name in COCO_CAPTION_FILES:
+                if name in members:
+                    return z.read(members[name])
+        raise BadInput(
+            f"--coco-annotations {path}: a zip without {' or '.join(COCO_CAPTION_FILES)}; "
+            "pass annotations_trainval2017.zip or the captions file itself"
+        )
+    return path.read_bytes()
+
+
 def _load_json(path: Path) -> Any:
     if not path.is_file():
         raise BadInput(
@@ -94,8 +137,13 @@ def _load_json(path: Path) -> Any:
             "annotations and pass captions_train2017.json"
         )
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(_read_coco_bytes(path))
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise BadInput(
+            f"--coco-annotations {path}: unreadable ({e.__class__.__name__}: {e}); "
+            "pass the COCO captions file captions_train2017.json (.json, .json.gz or "
+            "annotations_trainval2017.zip)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(
             f"--coco-annotations {path}: not JSON ({e.__class__.__name__}); "
@@ -229,6 +277,8 @@ def run(cfg: CalibConfig) -> Path:
             f"--text-column {cfg.text_column}: names a column of --hf-dataset; drop it with "
             "--demo or --coco-annotations"
         )
+    if cfg.coco_annotations is not None:
+        cfg = dataclasses.replace(cfg, coco_annotations=coco_file(cfg.coco_annotations))
     paths = output_paths(cfg.out)
     for p in paths.values():
         check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})

@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.headers import tensors
+from vlmquant.checkpoint.headers import require_checkpoint, tensors
 from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.config import setting
@@ -137,11 +137,7 @@ def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
 
 
 def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
-    if not (checkpoint / "config.json").is_file():
-        raise BadInput(
-            f"{checkpoint}: not a Hugging Face checkpoint (no config.json); pass a "
-            "checkpoint folder"
-        )
+    require_checkpoint(checkpoint)
     config = json.loads((checkpoint / "config.json").read_text())
     arch = (config.get("architectures") or ["?"])[0]
     try:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, tensors
+from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, require_checkpoint, tensors
 from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.errors import BadInput
@@ -83,11 +83,7 @@ def read_config(path: Path | None, flag: str) -> dict[str, Any]:
     """`path`'s config.json as a dict; a missing folder, file or malformed JSON is bad input."""
     if path is None:
         raise BadInput(f"{flag}: pass a checkpoint folder")
-    if not (path / "config.json").is_file():
-        raise BadInput(
-            f"{flag} {path}: not a Hugging Face checkpoint (no config.json); pass a checkpoint "
-            "folder"
-        )
+    require_checkpoint(path, flag)
     config = read_json(path / "config.json")
     if not isinstance(config, dict):
         raise BadInput(f"{path / 'config.json'}: not a JSON object; restore the config")

@@ -43,6 +43,21 @@ def read_json(path: Path) -> Any:
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
 
 
+def require_checkpoint(path: Path, flag: str = "") -> None:
+    """Bad input unless `path` is a folder with a config.json; a file inside a checkpoint (its
+    model.safetensors, its config.json) names the folder to pass instead."""
+    name = f"{flag} {path}".strip()
+    if (path / "config.json").is_file():
+        return
+    if not path.exists():
+        raise BadInput(f"{name}: no such folder; pass a Hugging Face checkpoint folder")
+    if path.is_file() and (path.parent / "config.json").is_file():
+        raise BadInput(f"{name}: a file of a checkpoint; pass its folder {path.parent}")
+    raise BadInput(
+        f"{name}: not a Hugging Face checkpoint (no config.json); pass a checkpoint folder"
+    )
+
+
 def read_header(path: Path) -> dict[str, Any]:
     """The JSON header of a safetensors file, checked against the file: an empty, truncated or
     foreign file is bad input naming it."""

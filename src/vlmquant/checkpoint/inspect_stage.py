@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 from vlmquant.checkpoint.diff import diff_checkpoints, render_diff
-from vlmquant.checkpoint.headers import summarize
+from vlmquant.checkpoint.headers import require_checkpoint, summarize
 from vlmquant.core.config import setting
-from vlmquant.core.errors import BadInput
 
 
 @dataclasses.dataclass
@@ -58,17 +57,10 @@ def render(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _require_checkpoint(path: Path) -> None:
-    if not (path / "config.json").is_file():
-        raise BadInput(
-            f"{path}: not a Hugging Face checkpoint (no config.json); pass a checkpoint folder"
-        )
-
-
 def run(cfg: InspectConfig) -> Path:
-    _require_checkpoint(cfg.checkpoint)
+    require_checkpoint(cfg.checkpoint)
     if cfg.diff is not None:
-        _require_checkpoint(cfg.diff)
+        require_checkpoint(cfg.diff, "--diff")
         d = diff_checkpoints(cfg.checkpoint, cfg.diff)
         print(json.dumps(d, indent=2) if cfg.json else render_diff(d))
         return cfg.checkpoint

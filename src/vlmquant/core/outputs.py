@@ -31,8 +31,10 @@ def check_output(path: Path, force: bool, kind: str = "folder", suffix: str = ""
             "temporary and lock files: pass a shorter name"
         )
     if suffix and path.suffix != suffix:
+        # an existing folder is where the file should go; any other name lacks the suffix
+        example = path / ("result" + suffix) if path.is_dir() else path.with_suffix(suffix)
         raise BadInput(f"output {path}: this stage writes a {suffix} file; pass a path ending in "
-                       f"{suffix}, e.g. {path / ('result' + suffix)}")  # fmt: skip
+                       f"{suffix}, e.g. {example}")  # fmt: skip
     if path.exists() and path.is_dir() != (kind == "folder"):
         what = "a folder" if path.is_dir() else "a file"
         raise BadInput(

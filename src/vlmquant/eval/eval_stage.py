@@ -116,6 +116,12 @@ def validate(cfg: EvalConfig) -> str:
 
         for path in (cfg.base, cfg.quantized):
             check_tensor_parallel(path, cfg.tensor_parallel_size)
+        if cfg.seq_len + 1 > cfg.max_model_len:  # vLLM scores a sample plus one token
+            raise BadInput(
+                f"--seq-len {cfg.seq_len}: vLLM scores samples up to that long plus one token, "
+                f"above --max-model-len {cfg.max_model_len}; raise --max-model-len to at least "
+                f"{cfg.seq_len + 1} or lower --seq-len"
+            )
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
     if cfg.text_with_builtin and cfg.text is None:
@@ -366,13 +372,27 @@ def run(cfg: EvalConfig) -> Path:
     write_text_atomic(cfg.out, dump_json(result))
     # the summary names the groups measured: an image-only eval (--max-samples 0) has no text
     measured = {g: v for g, v in result["groups"].items() if v.get("tokens")}
+    counts = {g: len(stats[g]) for g in measured}
     print(
         "eval: "
         + "; ".join(
-            f"{g.replace('_', '+')} PPL ratio {v['ppl_ratio']:.4f}, KLD mean "
-            f"{v['kld_mean']:.5f}, top-1 {v['top1_agreement']:.3f}"
+            f"{g.replace('_', '+')} ({counts[g]} samples) PPL ratio {v['ppl_ratio']:.4f}, "
+            f"KLD mean {v['kld_mean']:.5f}, top-1 {v['top1_agreement']:.3f}"
             for g, v in measured.items()
         )
         + f" -> {cfg.out}"
+        + shortfall(cfg, result["eval_set"]["text_samples"])
     )
     return cfg.out
+
+
+def shortfall(cfg: EvalConfig, text_samples: int) -> str:
+    """The built-in text set holds the shipped paragraphs and, with --calib, the held-out
+    captions: a --max-samples above that gets fewer, and the summary says so."""
+    if cfg.text is not None or text_samples >= cfg.max_samples:
+        return ""
+    more = "" if cfg.calib else "; pass --calib to add held-out captions"
+    return (
+        f" ({text_samples} of the {cfg.max_samples} text samples --max-samples asks for: all "
+        f"the built-in set holds{more})"
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,6 @@ def validate(cfg: InferConfig) -> list[Prompt]:
             "ModelOpt FP8 export; quantize it first or drop --expect-fp8"
         )
     prompts = load_prompts(cfg.prompts)
-    missing = [
-        p.image
-        for p in prompts
-        if p.image and not drawable(p.image) and not Path(p.image).is_file()
-    ]
-    if missing:
-        raise BadInput(f"--prompts: image {missing[0]} not found; fix the path in the file")
     if importlib.util.find_spec("vllm") is None:
         raise BadInput(
             "infer: vLLM is not importable in this environment; build it with "
@@ -102,7 +96,36 @@ def validate(cfg: InferConfig) -> list[Prompt]:
         cfg.out_dir, {"--model": cfg.model, "--compare": cfg.compare, "--prompts": cfg.prompts}
     )
     check_output(cfg.out_dir, cfg.force)
+    check_prompt_lengths(cfg.model, prompts, cfg.max_model_len)
     return prompts
+
+
+def check_prompt_lengths(model: Path, prompts: list[Prompt], max_model_len: int) -> None:
+    """Count each chat prompt's tokens (image tokens included) with the checkpoint's processor,
+    as vLLM will: a prompt longer than --max-model-len is refused here, not after an engine
+    start."""
+    from vlmquant.core.quiet import library_output
+    from vlmquant.prompts import load_image
+
+    with library_output(Path(os.devnull)):  # nothing of a token count is worth a log
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(model)
+    for n, p in enumerate(prompts, 1):
+        content: Any = p.text
+        if p.image:
+            content = [{"type": "image", "image": load_image(p.image)},
+                       {"type": "text", "text": p.text}]  # fmt: skip
+        ids = processor.apply_chat_template(
+            [{"role": "user", "content": content}],
+            tokenize=True, add_generation_prompt=True, return_dict=True,
+        )["input_ids"]  # fmt: skip
+        tokens = len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
+        if tokens > max_model_len:
+            raise BadInput(
+                f"--max-model-len {max_model_len}: prompt {n} ({p.text[:30]!r}) is {tokens} "
+                f"tokens long; raise --max-model-len to at least {tokens} or shorten the prompt"
+            )
 
 
 def engine_spec(cfg: InferConfig, model: Path, prompts: list[Prompt]) -> dict[str, Any]:

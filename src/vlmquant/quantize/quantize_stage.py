@@ -25,7 +25,7 @@ import random
 from pathlib import Path
 
 from vlmquant.checkpoint.contract import check_checkpoint, check_finite, weights_identity
-from vlmquant.checkpoint.headers import read_json, summarize
+from vlmquant.checkpoint.headers import read_json, require_checkpoint, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -116,10 +116,7 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
     """Check every input before anything is written; returns (device, calib_mode)."""
     if cfg.model is None or cfg.calib is None:
         raise BadInput("quantize: pass --model DIR and --calib FILE (or set them in --recipe)")
-    if not cfg.model.is_dir():
-        raise BadInput(f"--model {cfg.model}: no such folder; pass a Hugging Face checkpoint")
-    if not (cfg.model / "config.json").is_file():
-        raise BadInput(f"--model {cfg.model}: not a Hugging Face checkpoint (no config.json)")
+    require_checkpoint(cfg.model, "--model")
     arch = read_json(cfg.model / "config.json").get("architectures") or ["?"]
     if arch[0] not in SUPPORTED_ARCHITECTURES:
         raise BadInput(

@@ -469,7 +469,9 @@ def default_index(root: Path) -> Path:
 
 def run(cfg: ReportConfig) -> Path:
     root = cfg.model_root
-    if root is None or not (root / "quantized").is_dir():
+    if root is None:
+        raise BadInput("report: pass --model-root models/<model> (the folder holding quantized/)")
+    if not (root / "quantized").is_dir():
         raise BadInput(
             f"--model-root {root}: no quantized/ folder; pass models/<model> after "
             "running `vlmquant quantize`"
