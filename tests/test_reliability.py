@@ -1045,3 +1045,40 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(tiny_model, demo_calib, tmp_path)
         "vlmquant quantize: interrupted; the output it was writing is not kept"
     ]
     assert not out.exists() and not list(tmp_path.glob(".q*")), list(tmp_path.iterdir())
+
+
+# --- audit round P -----------------------------------------------------------------------
+
+
+def test_round_p_cases(quantized, tiny_model, demo_calib, tmp_path, cli, capsys):
+    """Image-text calibration on a --demo set asked for --images although its manifest names
+    the pictures it drew; eval --text beside --calib ignored --calib; eval and sensitivity
+    refused the set's .jsonl (quantize takes it); `pipeline --print-config` ran the pipeline."""
+    from vlmquant.cli import main
+
+    out = tmp_path / "q"
+    code, err = cli("quantize", "--model", tiny_model, "--calib", demo_calib, "--calib-mode",
+                    "image-text", "--calib-size", 8, "--out", out)  # fmt: skip
+    assert code == 0, err
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["images"] == str(demo_calib.with_name("demo_captions_images")), run
+
+    text = tmp_path / "held.txt"
+    text.write_text("One held-out line of text.\n")
+    e = tmp_path / "e.json"
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--text", text,
+                    "--calib", demo_calib, "--out", e, "--no-vllm")  # fmt: skip
+    assert code == 2 and "which --text replaces; drop --calib" in err and not e.exists(), err
+    code, err = cli("eval", "--base", tiny_model, "--quantized", quantized(), "--calib",
+                    demo_calib.with_suffix(".jsonl"), "--out", e, "--no-vllm", "--max-samples", 2,
+                    "--image-samples", 0)  # fmt: skip
+    assert code == 0, err
+    assert json.loads(e.read_text())["eval_set"]["held_out_from"] == str(demo_calib)
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[calib]\ndemo = true\nnum_samples = 4\nout = "{tmp_path / "c.txt"}"\n')
+    capsys.readouterr()
+    assert main(["pipeline", "--recipe", str(recipe), "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "[pipeline]" in printed and "[calib]" in printed and "num_samples = 4" in printed
+    assert not (tmp_path / "c.txt").exists()

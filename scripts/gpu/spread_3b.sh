@@ -12,7 +12,8 @@
 #   usage (GPU host, repo root, after install.sh + env.sh): OUT=DIR bash scripts/gpu/spread_3b.sh
 #   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
 #        smoke test); steps 1-2: STEP_LIMIT (seconds a bench may run, then stopped with what it
-#        has) and RESUME=1 (continue the host's bench that a STEP_LIMIT cut short)
+#        has) and RESUME=1 (continue the host's bench that a STEP_LIMIT cut short); step 2:
+#        RECIPES_OUT (the result's name, default bench-recipes-3b-h200)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 skip=" ${SKIP:-} "
@@ -58,7 +59,7 @@ if [[ "$skip" != *" 2 "* ]]; then
     # shellcheck disable=SC2086
     export_of "$m" ${flags[$m]:?unknown recipe $m}; models+=(--model "$q/$m")
   done
-  bench_to bench-recipes-3b-h200 "${models[@]}" --modes "$mode" --engine-starts 1 \
+  bench_to "${RECIPES_OUT:-bench-recipes-3b-h200}" "${models[@]}" --modes "$mode" --engine-starts 1 \
     --concurrency "${c2[@]}" --shapes "$io" --repeats 3 "${args[@]}"
 fi
 if [[ "$skip" != *" 3 "* ]]; then

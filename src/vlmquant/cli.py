@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             if recipe is None:
                 raise BadInput("pipeline: pass --recipe FILE")
             settings = cfgmod.build(args._settings, recipe, cli, stage.name)  # its [pipeline]
+            if args.print_config:  # every stage's settings, and nothing run
+                args._module.print_config(settings, recipe, args.recipe)
+                return 0
             args._module.run(settings, recipe, args.recipe)
         else:
             settings = cfgmod.build(args._settings, recipe, cli, stage.name)
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose and e.tail:
             print(e.tail, file=sys.stderr, end="")
         return 1
+    except BrokenPipeError:  # `vlmquant inspect --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except KeyboardInterrupt:  # Ctrl-C: the temporary outputs are gone, say so in one line
         if args.verbose:
             raise

@@ -259,6 +259,26 @@ def images_dir(out: Path) -> Path:
     return out.with_name(out.stem + "_images")
 
 
+def set_txt(path: Path) -> Path:
+    """The .txt of the calibration set `path` names: its .jsonl or .manifest.json stand for the
+    set as well as the .txt itself (when the .txt is there)."""
+    for suffix in (".manifest.json", ".jsonl"):
+        if path.name.endswith(suffix):
+            txt = path.with_name(path.name.removesuffix(suffix) + ".txt")
+            return txt if txt.is_file() else path
+    return path
+
+
+def recorded_images(calib: Path) -> Path | None:
+    """The images folder the set's manifest records (the pictures `--demo` draws), if any."""
+    manifest = output_paths(set_txt(calib))["manifest"]
+    try:
+        name = json.loads(manifest.read_text()).get("images_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return manifest.parent / name if isinstance(name, str) and name else None
+
+
 def run(cfg: CalibConfig) -> Path:
     sources = [s for s in (cfg.coco_annotations, cfg.hf_dataset) if s is not None]
     if len(sources) + cfg.demo != 1:

@@ -124,6 +124,11 @@ def validate(cfg: EvalConfig) -> str:
             )
     if cfg.max_samples < 0 or cfg.image_samples < 0 or cfg.seq_len < 2:
         raise BadInput("--max-samples and --image-samples must be >= 0, --seq-len >= 2")
+    if cfg.text is not None and cfg.calib is not None and not cfg.text_with_builtin:
+        raise BadInput(
+            f"--calib {cfg.calib}: holds its captions out of the built-in text set, which --text "
+            "replaces; drop --calib, or pass --text-with-builtin to measure both"
+        )
     if cfg.text_with_builtin and cfg.text is None:
         raise BadInput("--text-with-builtin keeps the built-in set beside --text FILE; pass one")
     if cfg.text is not None:
@@ -292,6 +297,10 @@ def run_vllm(
 
 
 def run(cfg: EvalConfig) -> Path:
+    if cfg.calib is not None:  # the set's .jsonl or manifest names it as well as its .txt
+        from vlmquant.calib.build import set_txt
+
+        cfg = dataclasses.replace(cfg, calib=set_txt(cfg.calib))
     device = validate(cfg)
     import torch
     from tqdm.auto import tqdm

@@ -202,6 +202,24 @@ def _check_inputs_exist(planned: dict[str, Any]) -> None:
                 made.append(getattr(settings, key))
 
 
+def _stages(recipe: dict[str, Any], recipe_path: Path | None) -> list[str]:
+    stages = [s for s in ORDER if s in recipe or (s == "report" and "quantize" in recipe)]
+    if not stages:
+        raise BadInput(
+            f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
+        )
+    return stages
+
+
+def print_config(cfg: PipelineConfig, recipe: dict[str, Any], recipe_path: Path | None) -> None:
+    """`--print-config`: every stage's merged settings as the pipeline would run them."""
+    from vlmquant.core.config import to_toml
+
+    print(to_toml("pipeline", cfg), end="")
+    for name in _stages(recipe, recipe_path):
+        print("\n" + to_toml(name, _settings(name, recipe)), end="")
+
+
 def run(
     cfg: PipelineConfig, recipe: dict[str, Any] | None = None, recipe_path: Path | None = None
 ) -> None:
@@ -210,11 +228,7 @@ def run(
         if recipe_path is None:
             raise BadInput("pipeline: pass --recipe FILE")
         recipe = load_recipe(recipe_path)
-    stages = [s for s in ORDER if s in recipe or (s == "report" and "quantize" in recipe)]
-    if not stages:
-        raise BadInput(
-            f"--recipe {recipe_path}: names no stage; add tables like [calib], [quantize]"
-        )
+    stages = _stages(recipe, recipe_path)
     absent = [s for s in cfg.force_stage if s not in stages]
     if absent:
         raise BadInput(

@@ -107,7 +107,7 @@ def resolve_images(samples: list[Sample], images: Path | None) -> list[Path]:
     if images is None:
         raise BadInput(
             "--calib-mode image-text needs --images DIR (the folder holding the "
-            "calib set's file_name images, e.g. COCO train2017)"
+            "calib set's file_name images, e.g. COCO train2017; its manifest records none)"
         )
     if not images.is_dir():
         raise BadInput(f"--images {images}: no such folder; pass the folder of calibration images")

@@ -60,7 +60,11 @@ class QuantizeConfig:
         "text or image-text (default: text for lm, image-text for full)",
         choices=["text", "image-text"],
     )
-    images: Path | None = setting(None, "folder of the calib set's images (image-text mode)")
+    images: Path | None = setting(
+        None,
+        "folder of the calib set's images (image-text mode; default: the folder its manifest "
+        "records, as `calib --demo` draws them)",
+    )
     calib_size: int = setting(4096, "calibration samples", low=1)
     calib_seq: int = setting(512, "max tokens per text calibration sample", low=8)
     calib_padding: str = setting(
@@ -224,6 +228,10 @@ def record_check_vllm(export: Path) -> dict | str:
 
 def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
+    if mode == "image-text" and cfg.images is None:  # the pictures a --demo set drew beside it
+        from vlmquant.calib.build import recorded_images
+
+        cfg = dataclasses.replace(cfg, images=recorded_images(cfg.calib))
     out = cfg.out or default_out(cfg)
     inputs = {"--model": cfg.model, "--calib": cfg.calib, "--images": cfg.images}
     check_apart(out, inputs, may_sit_inside=("--images",))

@@ -184,6 +184,10 @@ class Scorer:
 
 
 def run(cfg: SensitivityConfig) -> Path:
+    if cfg.calib is not None:  # the set's .jsonl or manifest names it as well as its .txt
+        from vlmquant.calib.build import set_txt
+
+        cfg = dataclasses.replace(cfg, calib=set_txt(cfg.calib))
     device = validate(cfg)
     from tqdm.auto import tqdm
     from transformers import AutoProcessor
