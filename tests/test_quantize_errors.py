@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ def flat(d):
 def test_bad_inputs(args, tmp_path, cli, tiny_model, demo_calib):
     not_hf = tmp_path / "not_hf"
     not_hf.mkdir()
+    no_manifest = tmp_path / "no_manifest.txt"  # a set whose manifest names no images folder
+    no_manifest.write_text(demo_calib.read_text())
+    shutil.copy(demo_calib.with_suffix(".jsonl"), no_manifest.with_suffix(".jsonl"))
     other_arch = tmp_path / "llama"
     other_arch.mkdir()
     (other_arch / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
@@ -45,7 +49,7 @@ def test_bad_inputs(args, tmp_path, cli, tiny_model, demo_calib):
         ({"--calib": empty}, "no captions"),
         ({"--calib-size": 4096}, "holds 64 captions, --calib-size 4096 asked"),
         ({"--out": existing}, "--force"),
-        ({"--calib-mode": "image-text"}, "needs --images"),
+        ({"--calib-mode": "image-text", "--calib": no_manifest}, "needs --images"),
         ({"--calib-mode": "image-text", "--images": tmp_path}, "calibration images missing"),
         ({"--scope": "full", "--calib-mode": "text"}, "needs image activations"),
     ]

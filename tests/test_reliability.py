@@ -1082,3 +1082,27 @@ def test_round_p_cases(quantized, tiny_model, demo_calib, tmp_path, cli, capsys)
     printed = capsys.readouterr().out
     assert "[pipeline]" in printed and "[calib]" in printed and "num_samples = 4" in printed
     assert not (tmp_path / "c.txt").exists()
+
+
+def test_round_p_hf_dataset_folders(tmp_path, cli):
+    """A dataset folder with parquet and jsonl files read only the parquet; a hub snapshot's
+    data/ folder mixed its train and test splits into one calibration set."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    table = pa.table({"caption": [f"a red bus number {i}" for i in range(12)]})
+    mixed, hub = tmp_path / "mixed", tmp_path / "hub" / "data"
+    mixed.mkdir(), hub.mkdir(parents=True)
+    pq.write_table(table, mixed / "train.parquet")
+    (mixed / "more.jsonl").write_text('{"caption": "a cat"}\n')
+    for split in ("train", "test"):
+        pq.write_table(table, hub / f"{split}-00000-of-00001.parquet")
+    for source, says in ((mixed, "holds both parquet and jsonl files"),
+                         (hub.parent, "holds the splits test, train")):  # fmt: skip
+        code, err = cli(
+            "calib", "--hf-dataset", source, "--num-samples", 4, "--out", tmp_path / "c.txt"
+        )
+        assert code == 2 and says in err, err
+    code, err = cli("calib", "--hf-dataset", hub / "train-00000-of-00001.parquet", "--num-samples",
+                    4, "--out", tmp_path / "c.txt")  # fmt: skip
+    assert code == 0, err

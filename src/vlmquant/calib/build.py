@@ -173,6 +173,16 @@ def coco_captions(path: Path) -> list[Caption]:
     ]
 
 
+SPLITS = ("train", "validation", "valid", "val", "test")
+
+
+def _splits(file: Path, root: Path) -> set[str]:
+    """The split names a data file's path under `root` carries (`data/test-0000.parquet`)."""
+    rel = file.relative_to(root) if root.is_dir() else Path(file.name)
+    words = re.split(r"[^a-z]+", rel.as_posix().lower())
+    return {w for w in words if w in SPLITS}
+
+
 def hf_captions(path: Path, column: str) -> list[Caption]:
     if not path.exists():
         raise BadInput(
@@ -203,7 +213,18 @@ def hf_captions(path: Path, column: str) -> list[Caption]:
                     f"--hf-dataset {path}: no save_to_disk dataset, parquet or jsonl "
                     "files found; pass one of those"
                 )
+            if parquet and jsonl:  # one would be read and the other silently not
+                raise BadInput(
+                    f"--hf-dataset {path}: holds both parquet and jsonl files; pass the "
+                    "file or a folder of the one you mean"
+                )
             kind, data_files = ("parquet", parquet) if parquet else ("json", jsonl)
+            splits = sorted({sp for f in data_files for sp in _splits(Path(f), path)})
+            if len(splits) > 1:  # a hub snapshot: data/train-*.parquet, data/test-*.parquet
+                raise BadInput(
+                    f"--hf-dataset {path}: holds the splits {', '.join(splits)}; pass one "
+                    "split's files or folder"
+                )
             ds = datasets.load_dataset(kind, data_files=data_files, split="train")
     except BadInput:
         raise
