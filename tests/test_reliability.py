@@ -1106,3 +1106,29 @@ def test_round_p_hf_dataset_folders(tmp_path, cli):
     code, err = cli("calib", "--hf-dataset", hub / "train-00000-of-00001.parquet", "--num-samples",
                     4, "--out", tmp_path / "c.txt")  # fmt: skip
     assert code == 0, err
+
+
+# --- audit round R -----------------------------------------------------------------------
+
+
+def test_round_r_cases(tiny_model, quantized, tmp_path, cli):
+    """`report --index` wrote the index over any file it was given (a checkpoint's
+    model.safetensors, exit 0); `vlmquant -v STAGE` was "unrecognized arguments: -v"."""
+    root = tmp_path / "m"
+    shutil.copytree(tiny_model, root / "checkpoints" / "random")
+    shutil.copytree(quantized(), root / "quantized" / "v")
+    other = tmp_path / "other"
+    shutil.copytree(quantized(), other)
+    weights = other / "model.safetensors"
+    before = weights.read_bytes()
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    for index, says in ((weights, "the index is markdown; pass a path ending in .md"),
+                        (notes, "exists and is no index `vlmquant report` wrote")):  # fmt: skip
+        code, err = cli("report", "--model-root", root, "--index", index)
+        assert code == 2 and says in err, err
+    assert weights.read_bytes() == before and notes.read_text() == "# my notes\n"
+    index = tmp_path / "index.md"
+    for _ in range(2):  # its own index is rewritten
+        assert cli("report", "--model-root", root, "--index", index)[0] == 0
+    assert cli("-v", "calib", "--demo", "--num-samples", 4, "--out", tmp_path / "c.txt")[0] == 0

