@@ -1123,7 +1123,7 @@ def test_round_r_cases(tiny_model, quantized, tmp_path, cli):
     before = weights.read_bytes()
     notes = tmp_path / "notes.md"
     notes.write_text("# my notes\n")
-    for index, says in ((weights, "the index is markdown; pass a path ending in .md"),
+    for index, says in ((weights, "this stage writes a .md file; pass a path ending in .md"),
                         (notes, "exists and is no index `vlmquant report` wrote")):  # fmt: skip
         code, err = cli("report", "--model-root", root, "--index", index)
         assert code == 2 and says in err, err

@@ -25,7 +25,7 @@ from vlmquant.checkpoint.headers import read_json, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
-from vlmquant.core.outputs import check_apart, writable_folder, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, writable_folder, write_text_atomic
 
 SECTIONS = (
     "Models and sizes",
@@ -482,20 +482,17 @@ def run(cfg: ReportConfig) -> Path:
     bases = sorted(p for p in (root / "checkpoints").glob("*") if (p / "config.json").is_file())
     report_dir = root / "reports"
     index_path = cfg.index or default_index(root)
-    if index_path.is_dir():
-        raise BadInput(f"--index {index_path}: is a folder; pass the index file's path (.md)")
-    if index_path.suffix != ".md":
-        raise BadInput(f"--index {index_path}: the index is markdown; pass a path ending in .md")
+    # the shared output checks (a .md file, not a folder, a writable place); the index is
+    # rewritten on every run, so an existing one is replaced, but only one this stage wrote
+    check_output(index_path, force=True, kind="file", suffix=".md")
     if index_path.is_file() and INDEX_MARK not in _head(index_path):
-        # the index is rewritten on every run, but only one this stage wrote
         raise BadInput(
             f"--index {index_path}: exists and is no index `vlmquant report` wrote; pass another "
             "path or move that file"
         )
     for ckpt in [*bases, *variants]:  # the index may not land in (or replace) a checkpoint
         check_apart(index_path, {"checkpoint": ckpt})
-    for folder in (report_dir, index_path.parent):  # before anything is written
-        writable_folder(folder)
+    writable_folder(report_dir)  # before anything is written
     # everything is rendered first (plots into a staging folder), then written: a failure
     # midway leaves the previous reports as they were
     staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=root))
