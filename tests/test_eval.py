@@ -217,6 +217,11 @@ def test_user_text_replaces_the_builtin_set_and_intervals_bracket_the_mean(
     assert lo <= g["ppl_ratio"] <= hi
     both = run_eval(cli, tmp_path, tiny_model, quantized(), "--text", text, "--text-with-builtin")
     assert both["eval_set"]["text_samples"] == 2 + 12
+    # one sample: no interval (resampling one sample gave a zero-width one; audit round S)
+    text.write_text("The cat sat on the mat, twice.\n")
+    one = run_eval(cli, tmp_path, tiny_model, quantized(), "--text", text, "--image-samples", "0")
+    assert one["groups"]["text"]["kld_mean_ci95"] is None
+    assert one["groups"]["text"]["ppl_ratio_ci95"] is None
 
 
 def test_swapped_or_unreadable_inputs_are_refused(quantized, tiny_model, tmp_path, cli):

@@ -41,6 +41,15 @@ def test_checkpoint_is_the_trained_model_with_qwen_vl_tokens(trained_model):
     assert int((enc["input_ids"] == 151655).sum()) == 16  # 112 px -> 16 merged image tokens
 
 
+def test_report_names_the_model_its_licence_and_the_random_vision_tower(trained_model, tiny_model):
+    from vlmquant.report.report_stage import provenance
+
+    lines = provenance(trained_model, tiny_model)
+    assert PRESET.source in lines[0] and PRESET.license in lines[0]
+    assert real_lm.RANDOM_VISION_NOTE in lines[1]
+    assert provenance(tiny_model, tiny_model) == []  # the random tiny model has no such record
+
+
 def test_answers_a_factual_question_in_transformers(trained_model):
     from transformers import AutoTokenizer
 

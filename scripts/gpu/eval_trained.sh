@@ -7,13 +7,7 @@ set -uo pipefail
 source scripts/gpu/common.sh
 dest="$out/eval-trained-h200"
 mkdir -p "$dest"
-trained="$w/models/qwen2_5_coder_0_5b_vl/checkpoints/base"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import torch, transformers, vllm, modelopt; print('torch', torch.__version__, \
-'transformers', transformers.__version__, 'vllm', vllm.__version__, 'modelopt', modelopt.__version__)"
-} | tee "$dest/environment.txt"
-[ -f "${calib%.txt}.manifest.json" ] || vq calib --demo --num-samples 512 --out "$calib"
-[ -f "$trained/config.json" ] || vq make-tiny --lm-gguf "${GGUF:?set GGUF}" --out "$trained" 2>&1 | tail -1
+ensure_trained "$dest"
 python3 - "$trained" <<'PY' 2>&1 | tail -1 | tee "$dest/processor_check.txt"
 import sys
 from transformers import AutoProcessor

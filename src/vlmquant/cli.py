@@ -4,8 +4,8 @@ Every stage's flags are generated from its settings dataclass (see `vlmquant.cor
 `--help` and the recipe keys always match. `--recipe FILE` reads the stage's table from a TOML
 recipe; flags given on the command line win. Exit codes: 0 success, 2 bad input or usage (one
 line naming the input and the fix), 1 a failure that is not the input's: a vLLM engine's is one
-line with its cause and kept log (`-v`: its tail), anything else a traceback; 130 Ctrl-C
-(one line: what it was writing is not kept).
+line with its cause and kept log (`-v`: its tail), anything else a traceback; 130 Ctrl-C and
+143 SIGTERM (one line: what it was writing is not kept; its vLLM engines are stopped).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from vlmquant import __version__
 from vlmquant.core import config as cfgmod
-from vlmquant.core.errors import BadInput, EngineFailed
+from vlmquant.core.errors import BadInput, EngineFailed, Terminated
 from vlmquant.core.quiet import VERBOSE_ENV
 from vlmquant.stages import STAGES, Stage
 
@@ -89,7 +90,31 @@ NOISY_IMPORT_LOGGERS = ("vllm.triton_utils.importing", "torch.utils.cpp_extensio
 PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
 
 
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; SIGTERM unwinds it as Ctrl-C does. The SIGTERM handler and `-v`'s
+    environment switch are put back afterwards (a caller that runs several stages in one
+    process, as the tests do, gets no `-v` it did not ask for)."""
+    verbose_before = os.environ.get(VERBOSE_ENV)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if verbose_before is None:
+            os.environ.pop(VERBOSE_ENV, None)
+        else:
+            os.environ[VERBOSE_ENV] = verbose_before
+
+
+def _main(argv: list[str] | None) -> int:
     # vLLM logs to stdout by default; keep stdout for our results (`--json`), logs on stderr
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     parser = build_parser()
@@ -134,15 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vlmquant inspect --json | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
-    except KeyboardInterrupt:  # Ctrl-C: the temporary outputs are gone, say so in one line
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the temporary outputs are gone, say so
         if args.verbose:
             raise
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(
-            f"vlmquant {stage.name}: interrupted; the output it was writing is not kept"
+            f"vlmquant {stage.name}: {what}; the output it was writing is not kept"
             + (" (the stages it finished are)" if stage.name == "pipeline" else ""),
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except OSError as e:
         if e.errno not in PATH_ERRNOS:
             raise

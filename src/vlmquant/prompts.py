@@ -152,7 +152,7 @@ def load_prompts(path: Path | None) -> list[Prompt]:
     if not path.is_file():
         raise BadInput(f"--prompts {path}: no such file; pass a jsonl file of prompts")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is harmless
     except UnicodeDecodeError:
         raise BadInput(f"--prompts {path}: not UTF-8 text; pass a jsonl file of prompts") from None
     return parse_prompts(text.splitlines(), f"--prompts {path}", path.parent)

@@ -224,11 +224,11 @@ def validate(cfg: BenchConfig) -> Checked:
     if not cfg.model or cfg.out is None:
         raise BadInput("bench: pass at least one --model DIR and --out FILE.json")
     from vlmquant.checkpoint.contract import check_checkpoint
-    from vlmquant.engine.args import check_tensor_parallel
+    from vlmquant.engine.args import check_engine_can_run
 
     for m in cfg.model:
         check_checkpoint(m, "--model")
-        check_tensor_parallel(m, cfg.tensor_parallel_size)
+        check_engine_can_run(m, cfg.tensor_parallel_size, cfg.max_model_len)
     bad = [m for m in cfg.modes if m not in ("default", "eager")]
     if bad or not cfg.modes:
         raise BadInput(f"--modes {' '.join(cfg.modes)}: use default and/or eager")
@@ -256,6 +256,10 @@ def validate(cfg: BenchConfig) -> Checked:
             f"--image {cfg.image}: neither a drawable name (e.g. red_circle) nor a file; "
             "pass one, or '' to skip the image case"
         )
+    if cfg.image and not drawable(cfg.image):
+        from vlmquant.prompts import check_image_file
+
+        check_image_file(Path(cfg.image), "--image")
     if cfg.image_size < 28:
         raise BadInput(f"--image-size {cfg.image_size}: use at least 28 (one merged patch)")
     check_fits(cfg, shapes)

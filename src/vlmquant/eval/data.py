@@ -75,7 +75,7 @@ def user_texts(path: Path) -> list[str]:
     if not path.is_file():
         raise BadInput(f"--text {path}: no such file; pass a UTF-8 text file, one sample a line")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no text
     except UnicodeDecodeError as e:
         raise BadInput(
             f"--text {path}: not UTF-8 (byte {e.start}); convert it, e.g. iconv -t UTF-8"

@@ -112,10 +112,16 @@ def validate(cfg: EvalConfig) -> str:
     if cfg.calib is not None and cfg.calib.is_file():
         contract.check_calibrated_on(cfg.quantized, cfg.calib)
     if cfg.vllm:
-        from vlmquant.engine.args import check_tensor_parallel
+        from vlmquant.engine.args import check_engine_can_run
 
-        for path in (cfg.base, cfg.quantized):
-            check_tensor_parallel(path, cfg.tensor_parallel_size)
+        for path, flag in ((cfg.base, "--base"), (cfg.quantized, "--quantized")):
+            check_engine_can_run(
+                path,
+                cfg.tensor_parallel_size,
+                cfg.max_model_len,
+                flag,
+                instead=" (or pass --no-vllm)",
+            )
         if cfg.seq_len + 1 > cfg.max_model_len:  # vLLM scores a sample plus one token
             raise BadInput(
                 f"--seq-len {cfg.seq_len}: vLLM scores samples up to that long plus one token, "

@@ -31,7 +31,10 @@ BOOTSTRAP_RESAMPLES = 1000
 
 def bootstrap_ci95(stats: list[dict[str, torch.Tensor]], seed: int = 0) -> dict[str, list[float]]:
     """95% percentile intervals on KLD mean and PPL ratio, resampling whole samples with
-    replacement (tokens of one sample are not independent of each other)."""
+    replacement (tokens of one sample are not independent of each other); none from a single
+    sample (every resample would be that sample: a zero-width interval that claims certainty)."""
+    if len(stats) < 2:
+        return {"kld_mean_ci95": None, "ppl_ratio_ci95": None}
     sums = torch.tensor(
         [
             [s["kld"].double().sum(), s["nll_base"].double().sum(), s["nll_quant"].double().sum()]

@@ -32,6 +32,8 @@ GROUP_COLUMNS = (
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if v is None:  # e.g. no interval from a single sample
+        return "n/a"
     if isinstance(v, list):  # a 95% interval
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return str(v)

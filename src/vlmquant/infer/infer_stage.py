@@ -74,11 +74,11 @@ def validate(cfg: InferConfig) -> list[Prompt]:
             "BF16 base: pass the export as --model"
         )  # fmt: skip
         check_made_from(cfg.model, cfg.compare, "--compare")
-    from vlmquant.engine.args import check_tensor_parallel
+    from vlmquant.engine.args import check_engine_can_run
 
-    for path in (cfg.model, cfg.compare):
+    for path, flag in ((cfg.model, "--model"), (cfg.compare, "--compare")):
         if path is not None:
-            check_tensor_parallel(path, cfg.tensor_parallel_size)
+            check_engine_can_run(path, cfg.tensor_parallel_size, cfg.max_model_len, flag)
     if cfg.top_p == 0:  # the range check lets 0 through; vLLM refuses it after a load
         raise BadInput("--top-p 0: must be above 0 (1: no nucleus cut)")
     if cfg.expect_fp8 and not is_quantized(cfg.model):

@@ -33,7 +33,7 @@ def image_rows_for(calib: Path) -> Path:
 
 def _read_text(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is no caption text
     except UnicodeDecodeError as e:
         raise BadInput(
             f"{what} {path}: not UTF-8 text (byte {e.start}); pass a calibration set "

@@ -78,7 +78,24 @@ def sizes(base: Path | None, variant: Path) -> list[str]:
     for path in filter(None, (base, variant)):
         s = summarize(path)
         lines.append(f"| {path.name} | {s['format']} | {s['safetensors_gib']:.3f} |")
-    return lines + [""]
+    return lines + [""] + provenance(base, variant)
+
+
+def provenance(base: Path | None, variant: Path) -> list[str]:
+    """Where the weights came from, as `make-tiny --lm` recorded it in the checkpoint's
+    config.json (the trained language model, its licence, the random vision tower); nothing for
+    a checkpoint without that record."""
+    for path in filter(None, (base, variant)):
+        config = _load(path / "config.json") or {}
+        src = config.get("vlmquant_source")
+        if isinstance(src, dict):
+            return [
+                f"- language model: {src.get('language_model', '?')} "
+                f"(licence: {src.get('license', '?')})",
+                f"- **{src.get('vision_tower', 'vision tower: not recorded')}**",
+                "",
+            ]
+    return []
 
 
 def calibration(run: dict[str, Any]) -> list[str]:

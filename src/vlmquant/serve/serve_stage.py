@@ -138,9 +138,11 @@ def validate(cfg: ServeConfig) -> None:
     from vlmquant.checkpoint.contract import check_checkpoint
 
     check_checkpoint(cfg.model, "--model")
-    from vlmquant.engine.args import check_tensor_parallel
+    from vlmquant.engine.args import check_engine_can_run
 
-    check_tensor_parallel(cfg.model, cfg.tensor_parallel_size, need_devices=not cfg.print_command)
+    check_engine_can_run(
+        cfg.model, cfg.tensor_parallel_size, cfg.max_model_len, here=not cfg.print_command
+    )
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
     from vlmquant.engine.args import check_not_overridden
