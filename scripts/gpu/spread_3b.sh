@@ -5,13 +5,14 @@
 #  2. the recipes' speed, one engine start each: hf_ptq's, then RECIPES (default: BF16 KV cache,
 #     fp8_cast KV scales, per-channel/per-token, per-channel/per-token + BF16 KV)
 #     ($OUT/bench-recipes-3b-h200.json; the BF16 base's speed is step 1's);
-#  3. one engine each, its decode steps profiled ($OUT/bench-3b-h200-profile.json);
+#  3. profiles, ENGINE_STARTS engine starts each: decode steps, and one image request beside a
+#     text prompt of the same length (issue #15 item 4) ($OUT/bench-3b-h200-profile.json);
 #  4. quantize --device auto (hf_ptq's device_map "auto") against --device cuda (one GPU):
 #     the two exports diffed tensor by tensor ($OUT/device-parity.json).
 # Each bench JSON is rendered beside itself. Long: run it in the background and poll.
 #   usage (GPU host, repo root, after install.sh + env.sh): OUT=DIR bash scripts/gpu/spread_3b.sh
 #   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
-#        smoke test); steps 1-2: STEP_LIMIT (seconds a bench may run, then stopped with what it
+#        smoke test); steps 1-3: STEP_LIMIT (seconds a bench may run, then stopped with what it
 #        has) and RESUME=1 (continue the host's bench that a STEP_LIMIT cut short); step 2:
 #        RECIPES_OUT (the result's name, default bench-recipes-3b-h200)
 set -uo pipefail
@@ -25,7 +26,7 @@ args=(--gpu-memory-utilization 0.85 --image-size 448); c1=(1 256); c2=(256); io=
   c1=(1 4); c2=(4); io=32x16; reps=1; mode=eager; }
 render() {
   [ -f "$out/$1.json" ] || { echo "no $1.json"; return 0; }
-  python3 -m vlmquant.bench.render "$out/$1.json" "$out/$1.md" && tail -n +2 "$out/$1.md" | head -40
+  vq report --results "$out" > /dev/null && tail -n +2 "$out/$1.md" | head -40
 }
 bench_to() {  # NAME BENCH-FLAGS...: `vlmquant bench` into the host's work folder, so that a
   # later call can resume (RESUME=1) a run that STEP_LIMIT seconds (0: none) stopped in time to
@@ -63,11 +64,10 @@ if [[ "$skip" != *" 2 "* ]]; then
     --concurrency "${c2[@]}" --shapes "$io" --repeats 3 "${args[@]}"
 fi
 if [[ "$skip" != *" 3 "* ]]; then
-  step "3: decode-step profiles"
-  vq bench --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" --engine-starts 1 \
-    --no-matrix --repeats "$reps" --profile-steps 64 "${args[@]}" \
-    --out "$out/bench-3b-h200-profile.json" --force 2>&1 | grep --line-buffered "^bench\|rror"
-  render bench-3b-h200-profile
+  step "3: decode-step and image-request profiles, ${ENGINE_STARTS:-3} engine starts"
+  bench_to bench-3b-h200-profile --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" \
+    --engine-starts "${ENGINE_STARTS:-3}" --no-matrix --repeats "$reps" --profile-steps 64 \
+    "${args[@]}"
 fi
 if [[ "$skip" != *" 4 "* ]]; then
   step "4: --device cuda export beside the --device auto one"

@@ -1,7 +1,7 @@
 """Render a record of speed attempts: each a bench JSON (with --profile-steps) and what was
 tried, predicted and concluded, from a TOML file; every number comes from the JSON files.
 
-    python -m vlmquant.bench.attempts docs/results/bench-3b-h200-attempts.toml OUT.md
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 TOML: `title`, optional `intro`, then one `[[attempt]]` per run with `name`, `json` (relative
 to the TOML file), `change` (what differs from vLLM's defaults), `prediction` (say when it was
@@ -11,8 +11,6 @@ written) and `conclusion`.
 from __future__ import annotations
 
 import json
-import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +87,3 @@ def render(spec: dict[str, Any], base: Path) -> str:
             ]
         lines += profile_lines(data["results"])
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    src = Path(argv[0])
-    Path(argv[1]).write_text(render(tomllib.loads(src.read_text()), src.parent))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -13,8 +13,8 @@ changed per request so that vLLM's encoder cache cannot answer it), weight bytes
 KV-cache capacity in tokens, and the GEMM and attention kernels vLLM picked per layer. The
 roofline: device-to-device copy bandwidth measured in the same run, divided by the bytes one
 decode step must read (the language model's weights as stored: FP8 linears, BF16 norms and
-lm_head). The first --model is the baseline for the ratios. Results as JSON; render with
-`python -m vlmquant.bench.render FILE.json OUT.md` (it also says which speed goals are met).
+lm_head). The first --model is the baseline for the ratios. Results as JSON; `vlmquant report
+--results FOLDER` renders its page beside it (which also says which speed goals are met).
 
 `--serve`: each model behind vLLM's OpenAI-compatible server instead, driven by vLLM's own
 `vllm bench serve` over --engine-starts fresh servers (see `vlmquant.bench.serve_bench`):

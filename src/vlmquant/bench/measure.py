@@ -103,6 +103,11 @@ def run_bench(llm, spec: dict[str, Any]) -> dict[str, Any]:
             text_times.append(timed(text, 1)[0])
         result["image_prefill_s"] = _stats(times)
         result["text_prefill_same_len_s"] = _stats(text_times)
+        if cfg.get("profile_steps"):
+            k = cfg["repeats"] + 1
+            result["image_profile"] = profile_image(
+                lambda: request(k), lambda: timed(text, 1), n_tokens
+            )
     return result
 
 
@@ -148,6 +153,36 @@ def kernel_times(fn) -> tuple[float, dict[str, tuple[float, int]]]:
             t, n = kernels.get(evt.key, (0.0, 0))
             kernels[evt.key] = (t + us, n + evt.count)
     return wall, kernels
+
+
+def _kernel_summary(wall: float, kernels: dict[str, tuple[float, int]]) -> dict[str, Any]:
+    """One profiled run: wall and GPU-busy ms, ms per kernel category, kernel launches."""
+    categories: dict[str, float] = {}
+    for k, (us, _) in kernels.items():
+        c = kernel_category(k)
+        categories[c] = categories.get(c, 0.0) + us / 1000
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
+    return {
+        "wall_ms": 1000 * wall,
+        "gpu_busy_ms": sum(categories.values()),
+        "categories_ms": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "kernel_launches": sum(n for _, n in kernels.values()),
+        "top_kernels": [
+            {"name": k[:160], "category": kernel_category(k), "ms": us / 1000, "calls": n}
+            for k, (us, n) in ranked[:10]
+        ],
+    }
+
+
+def profile_image(image_request, text_request, prompt_tokens: int) -> dict[str, Any]:
+    """Where one image request's time goes: the request (a fresh image, so the vision tower runs)
+    and a text prompt of the same token count under the torch profiler, each as wall time, GPU
+    kernel time by category and kernel launches. The image's share is their difference; wall
+    minus GPU busy is host time (preprocessing, scheduling, launches). Same process requirement
+    as profile_decode."""
+    image = _kernel_summary(*kernel_times(image_request))
+    text = _kernel_summary(*kernel_times(text_request))
+    return {"prompt_tokens": prompt_tokens, "image": image, "text_same_len": text}
 
 
 def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, Any]:

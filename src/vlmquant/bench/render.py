@@ -1,14 +1,12 @@
 """Render a bench JSON as markdown (tables + a PNG beside it).
 
-    python -m vlmquant.bench.render docs/results/bench-3b-h100.json docs/results/bench-3b-h100.md
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 Every number comes from the JSON; the PNG plots output tokens/s per concurrency case.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +153,66 @@ def profile_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per engine start: one image request and a text prompt of the same token count under the
+    profiler (wall, GPU busy, the image's GPU share by kernel category)."""
+    profiled = [r for r in results if r.get("image_profile")]
+    rows = [
+        (r, k, p)
+        for r in profiled
+        for k, p in enumerate(r.get("image_profile_starts") or [r["image_profile"]], 1)
+    ]
+    if not rows:
+        return []
+    cats = sorted({c for _, _, p in rows for c in p["image"]["categories_ms"]})
+    lines = [
+        "",
+        "## Image request profile (torch profiler)",
+        "",
+        "Milliseconds, one profiled request per engine start: a fresh image (the vision tower "
+        "runs) and a text prompt of the same token count. GPU busy = summed kernel time; host "
+        "= wall - GPU busy (preprocessing, scheduling, launch gaps; the profiler slows the host, "
+        "so wall is longer than unprofiled). The image's share = image - text, per kernel "
+        "category. The engine ran in the bench process for this (VLLM_ENABLE_V1_MULTIPROCESSING"
+        "=0), so every time on this page is from such an engine.",
+        "",
+        "| model [mode] | start | tokens | image wall | image GPU busy | image host "
+        "| text wall | text GPU busy | image's GPU share | kernels (image / text) | "
+        + " | ".join(f"share: {c}" for c in cats)
+        + " |",
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(cats),
+    ]
+    for r, k, p in rows:
+        img, txt = p["image"], p["text_same_len"]
+        share = {
+            c: img["categories_ms"].get(c, 0.0) - txt["categories_ms"].get(c, 0.0) for c in cats
+        }
+        lines.append(
+            f"| {_name(r)} | {k} | {p['prompt_tokens']} | {img['wall_ms']:.1f} "
+            f"| {img['gpu_busy_ms']:.1f} | {img['wall_ms'] - img['gpu_busy_ms']:.1f} "
+            f"| {txt['wall_ms']:.1f} | {txt['gpu_busy_ms']:.1f} "
+            f"| {img['gpu_busy_ms'] - txt['gpu_busy_ms']:.1f} "
+            f"| {img['kernel_launches']} / {txt['kernel_launches']} | "
+            + " | ".join(f"{share[c]:.1f}" for c in cats)
+            + " |"
+        )
+    for r in results:
+        if r.get("image_profile"):
+            lines += [
+                "",
+                f"Top kernels of the image request, {_name(r)} (first start):",
+                "",
+                "| kernel | category | ms | calls |",
+                "|---|---|---|---|",
+            ]
+            for kern in r["image_profile"]["image"]["top_kernels"]:
+                lines.append(
+                    f"| {table_cell(kern['name'], 90)} | {kern['category']} "
+                    f"| {kern['ms']:.2f} | {kern['calls']} |"
+                )
+    return lines
+
+
 # The project's speed goals for an FP8 export against its BF16 base (ratio key, minimum).
 GOALS = (
     ("single-stream decode tok/s", "single_stream_tok_s", 1.5),
@@ -288,6 +346,7 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
         for r in data["results"]:
             lines.append(f"| {_name(r)} | {counts_text(r.get('used', {}).get('kernels', {}))} |")
     lines += profile_lines(data["results"])
+    lines += image_profile_lines(data["results"])
     if data["ratios"]:
         lines += [
             "",
@@ -304,19 +363,6 @@ def render(data: dict[str, Any], png_name: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    src, out = Path(argv[0]), Path(argv[1])
-    data = json.loads(src.read_text())
-    png = out.with_suffix(".png") if data.get("mode") != "serve" and has_matrix(data) else None
-    if png:
-        plot(data, png)
-    out.write_text(render_page(data, png.name if png else None))
-    return 0
-
-
 def render_page(data: dict[str, Any], png_name: str | None = None) -> str:
     """An offline or a serving (`mode: serve`) benchmark's page."""
     if data.get("mode") == "serve":
@@ -324,7 +370,3 @@ def render_page(data: dict[str, Any], png_name: str | None = None) -> str:
 
         return render_serve(data)
     return render(data, png_name)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -34,6 +34,8 @@ def merge_starts(starts: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("image_prefill_s", "text_prefill_same_len_s"):
         if all(key in s for s in starts):
             merged[key] = _timing([s[key] for s in starts])
+    if all("image_profile" in s for s in starts):
+        merged["image_profile_starts"] = [s["image_profile"] for s in starts]
     if "load_s" in merged:
         merged["load_s_starts"] = [s["load_s"] for s in starts]
         merged["load_s"] = statistics.median(merged["load_s_starts"])

@@ -2,15 +2,15 @@
 
     python -m vlmquant.eval.compare collect OUT.json NAME=EXPORT=EVAL.json [...]
     python -m vlmquant.eval.compare speed OUT.json BENCH.json [...]  (the GPU speed columns)
-    python -m vlmquant.eval.compare render OUT.json OUT.md      (and OUT.png: bytes vs KLD)
+    vlmquant report --results FOLDER   (the page and OUT.png, bytes vs KLD)
 
 `collect` reads each export's run.json, hf_quant_config.json and kld_budget.json (when the
 recipe had a budget) and the eval JSON measured on it, and keeps what the table needs in one
 self-contained file; `speed` adds the decode speed offline `vlmquant bench` runs measured for
 the same recipes (a bench's models named after them, an unquantized one as the BF16 base; the
 first bench naming a recipe gives its row), which may come from another machine and model
-shape: the page says which; `render` writes the page (and the Pareto plot) from that file
-alone.
+shape: the page says which; `vlmquant report --results` writes the page (and the Pareto plot)
+from that file alone.
 """
 
 from __future__ import annotations
@@ -184,12 +184,14 @@ def _ci(v: list[float] | None) -> str:
     return f" [{v[0]:.4f}, {v[1]:.4f}]" if v else ""
 
 
-def _plot(rows: list[dict[str, Any]], png: Path) -> None:
+def plot(data: dict[str, Any], png: Path) -> None:
+    """Checkpoint size against KLD, one point per recipe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = data["recipes"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         x, y = r["safetensors_bytes"] / 2**20, r["fidelity"]["text"]["kld_mean"]
@@ -280,13 +282,6 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) >= 3 and argv[0] == "speed":
         add_speed(Path(argv[1]), [Path(a) for a in argv[2:]])
-        return 0
-    if len(argv) == 3 and argv[0] == "render":
-        src, md = Path(argv[1]), Path(argv[2])
-        data = json.loads(src.read_text())
-        png = md.with_suffix(".png")
-        _plot(data["recipes"], png)
-        write_text_atomic(md, render(data, png.name))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -1,6 +1,6 @@
 """Render eval JSON files as one markdown page (fidelity tables, worst layers, vLLM check).
 
-    python -m vlmquant.eval.render OUT.md TITLE EVAL.json [EVAL.json ...]
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 Every number comes from the JSON files.
 """
@@ -8,7 +8,6 @@ Every number comes from the JSON files.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +102,3 @@ def render(title: str, files: list[Path]) -> str:
     for f in files:
         lines += section(f.stem, json.loads(f.read_text()))
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    Path(argv[0]).write_text(render(argv[1], [Path(a) for a in argv[2:]]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

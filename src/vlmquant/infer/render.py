@@ -1,6 +1,6 @@
 """Render a GPU infer run (check-vllm verdicts, infer run.json files) as one markdown page.
 
-    python -m vlmquant.infer.render RESULTS_DIR OUT.md TITLE
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 RESULTS_DIR holds what scripts/gpu/stages_3b.sh writes: `environment.txt`,
 `check_vllm_<name>.json` per checkpoint and `infer_<name>/` per infer run (run.json, samples,
@@ -10,7 +10,6 @@ compare.json when the run had --compare). Every number comes from those files.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +106,3 @@ def render(results: Path, title: str) -> str:
                 + ".",
             ]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    Path(argv[1]).write_text(render(Path(argv[0]), argv[2]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

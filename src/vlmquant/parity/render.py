@@ -1,6 +1,6 @@
 """Render parity.json files (`vlmquant parity`) as one markdown page.
 
-    python -m vlmquant.parity.render OUT.md TITLE PARITY.json [PARITY.json ...]
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 One row per run: the model, device, calibration settings, the batch each side used, the tensors
 compared and how many were bit-identical, the config verdict; then every tensor that differed.
@@ -10,7 +10,6 @@ Every number comes from the JSON files.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +63,3 @@ def render(title: str, files: list[Path]) -> str:
         lines += ["| run | tensor | change |", "|---|---|---|"]
         lines += [f"| {n} | {c['name']} | {table_cell(json.dumps(c), 200)} |" for n, c in changed]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str]) -> None:
-    out, title, *files = argv
-    Path(out).write_text(render(title, [Path(f) for f in files]))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

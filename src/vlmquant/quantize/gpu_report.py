@@ -1,6 +1,6 @@
 """Render the quantize stage's GPU run (scripts/gpu/quantize_3b.sh results) as markdown.
 
-    python -m vlmquant.quantize.gpu_report RESULTS_DIR OUT.md [GIT_REV]
+    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
 
 RESULTS_DIR holds what the script packed: environment.txt, make_tiny.txt,
 quantize_<variant>.run.json, inspect_<checkpoint>.json, vllm_<checkpoint>.json.
@@ -10,7 +10,6 @@ Every number in the page comes from those files.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 VARIANTS = {
@@ -175,15 +174,3 @@ def render(res: Path, git_rev: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) not in (2, 3):
-        print(__doc__, file=sys.stderr)
-        return 2
-    Path(argv[1]).write_text(render(Path(argv[0]), argv[2] if len(argv) == 3 else None))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

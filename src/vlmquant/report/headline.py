@@ -1,7 +1,6 @@
 """The README's headline GPU numbers, rendered from the committed result JSON (never typed).
 
-    python -m vlmquant.report.headline README.md      # rewrite the block in place
-    python -m vlmquant.report.headline --check README.md   # exit 1 when the block is stale
+    vlmquant report --results docs/results --readme README.md [--check]
 
 The block sits between `<!-- headline:begin -->` and `<!-- headline:end -->`; the test suite
 checks that it equals what this module renders from docs/results.
@@ -11,9 +10,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
+
+from vlmquant.core.errors import BadInput
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 RESULTS = Path(__file__).resolve().parents[3] / "docs" / "results"
@@ -158,25 +158,5 @@ def block(text: str) -> tuple[int, int]:
         start = text.index(BEGIN) + len(BEGIN)
         end = text.index(END)
     except ValueError:
-        raise SystemExit(f"no {BEGIN} ... {END} block in the file") from None
+        raise BadInput(f"no {BEGIN} ... {END} block in the README; add it") from None
     return start, end
-
-
-def main(argv: list[str]) -> int:
-    check = argv[:1] == ["--check"]
-    paths = argv[1:] if check else argv
-    if len(paths) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    path = Path(paths[0])
-    text = path.read_text()
-    start, end = block(text)
-    new = text[:start] + "\n" + render() + "\n" + text[end:]
-    if check:
-        return 0 if new == text else 1
-    path.write_text(new)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
