@@ -155,17 +155,23 @@ def kernel_times(fn) -> tuple[float, dict[str, tuple[float, int]]]:
     return wall, kernels
 
 
+def by_category(kernels: dict[str, tuple[float, int]], scale: float = 1.0) -> dict[str, float]:
+    """Summed time per kernel category (times `scale`), largest first."""
+    categories: dict[str, float] = {}
+    for k, (t, _) in kernels.items():
+        c = kernel_category(k)
+        categories[c] = categories.get(c, 0.0) + t * scale
+    return dict(sorted(categories.items(), key=lambda kv: -kv[1]))
+
+
 def _kernel_summary(wall: float, kernels: dict[str, tuple[float, int]]) -> dict[str, Any]:
     """One profiled run: wall and GPU-busy ms, ms per kernel category, kernel launches."""
-    categories: dict[str, float] = {}
-    for k, (us, _) in kernels.items():
-        c = kernel_category(k)
-        categories[c] = categories.get(c, 0.0) + us / 1000
+    categories = by_category(kernels, 1 / 1000)
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
     return {
         "wall_ms": 1000 * wall,
         "gpu_busy_ms": sum(categories.values()),
-        "categories_ms": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "categories_ms": categories,
         "kernel_launches": sum(n for _, n in kernels.values()),
         "top_kernels": [
             {"name": k[:160], "category": kernel_category(k), "ms": us / 1000, "calls": n}
@@ -209,10 +215,7 @@ def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, An
         us0, n0 = prefill.get(k, (0.0, 0))
         per_kernel[k] = ((us - us0) / steps, n - n0)
     per_kernel = {k: v for k, v in per_kernel.items() if v[0] > 0}
-    categories: dict[str, float] = {}
-    for k, (us, _) in per_kernel.items():
-        c = kernel_category(k)
-        categories[c] = categories.get(c, 0.0) + us
+    categories = by_category(per_kernel)
     gpu_us = sum(categories.values())
     wall_us = (wall_d - wall_p) / steps * 1e6
     ranked = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])
@@ -220,7 +223,7 @@ def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, An
         "steps": steps,
         "wall_us_per_step": wall_us,  # under the profiler, which slows the host
         "gpu_busy_us_per_step": gpu_us,
-        "categories_us_per_step": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "categories_us_per_step": categories,
         "kernel_launches_per_step": sum(n for _, n in per_kernel.values()) / steps,
         "top_kernels": [
             {"name": k[:160], "category": kernel_category(k), "us_per_step": us, "calls": n}

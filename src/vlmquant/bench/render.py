@@ -196,20 +196,19 @@ def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
             + " | ".join(f"{share[c]:.1f}" for c in cats)
             + " |"
         )
-    for r in results:
-        if r.get("image_profile"):
-            lines += [
-                "",
-                f"Top kernels of the image request, {_name(r)} (first start):",
-                "",
-                "| kernel | category | ms | calls |",
-                "|---|---|---|---|",
-            ]
-            for kern in r["image_profile"]["image"]["top_kernels"]:
-                lines.append(
-                    f"| {table_cell(kern['name'], 90)} | {kern['category']} "
-                    f"| {kern['ms']:.2f} | {kern['calls']} |"
-                )
+    for r in profiled:
+        lines += [
+            "",
+            f"Top kernels of the image request, {_name(r)} (first start):",
+            "",
+            "| kernel | category | ms | calls |",
+            "|---|---|---|---|",
+        ]
+        for kern in r["image_profile"]["image"]["top_kernels"]:
+            lines.append(
+                f"| {table_cell(kern['name'], 90)} | {kern['category']} "
+                f"| {kern['ms']:.2f} | {kern['calls']} |"
+            )
     return lines
 
 

@@ -153,10 +153,12 @@ def trained_lines(results: Path) -> list[str]:
     ]
 
 
-def block(text: str) -> tuple[int, int]:
+def block(text: str, where: str) -> tuple[int, int]:
+    """Where the headline goes in `text` (between BEGIN and END); bad input naming `where`
+    when the block is missing."""
     try:
         start = text.index(BEGIN) + len(BEGIN)
         end = text.index(END)
     except ValueError:
-        raise BadInput(f"no {BEGIN} ... {END} block in the README; add it") from None
+        raise BadInput(f"{where}: no {BEGIN} ... {END} block; add one or drop --readme") from None
     return start, end

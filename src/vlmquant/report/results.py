@@ -34,8 +34,9 @@ NOT_PAGES = {"README.md", "notes.md"}  # prose a person wrote, beside the render
 class Page:
     path: Path  # the .md
     kind: str
+    source: Path  # the result file or folder it is rendered from
     render: Callable[[], str]
-    plot: Callable[[Path], None] | None = None  # writes the PNG named by png()
+    plot: Callable[[Path], None] | None = None  # writes the PNG at `png`
     png: Path | None = None
 
 
@@ -73,6 +74,7 @@ def _bench(src: Path) -> Page:
     return Page(
         page,
         "serve" if data.get("mode") == "serve" else "bench",
+        src,
         lambda: bench_render.render_page(data, png.name if png else None),
         (lambda p: bench_render.plot(data, p)) if png else None,
         png,
@@ -83,7 +85,7 @@ def _attempts(src: Path) -> Page:
     from vlmquant.bench import attempts
 
     spec = tomllib.loads(src.read_text(encoding="utf-8"))
-    return Page(src.with_suffix(".md"), "attempts", lambda: attempts.render(spec, src.parent))
+    return Page(src.with_suffix(".md"), "attempts", src, lambda: attempts.render(spec, src.parent))
 
 
 def _quantize(folder: Path) -> Page:
@@ -94,7 +96,7 @@ def _quantize(folder: Path) -> Page:
     if page.is_file():  # the revision given when the page was first rendered (no .git there)
         m = re.search(r"^- code: (\S+)", page.read_text(encoding="utf-8"), re.M)
         rev = m.group(1) if m else None
-    return Page(page, "quantize", lambda: gpu_report.render(folder, rev))
+    return Page(page, "quantize", folder, lambda: gpu_report.render(folder, rev))
 
 
 def _infer(folder: Path) -> Page:
@@ -102,7 +104,7 @@ def _infer(folder: Path) -> Page:
 
     page = folder.with_suffix(".md")
     title = _title(page, f"vLLM inference — {_card(folder) or folder.name}")
-    return Page(page, "infer", lambda: infer_render.render(folder, title))
+    return Page(page, "infer", folder, lambda: infer_render.render(folder, title))
 
 
 def _files_page(kind: str, pattern: str, heading: str) -> Callable[[Path], Page | None]:
@@ -113,7 +115,7 @@ def _files_page(kind: str, pattern: str, heading: str) -> Callable[[Path], Page 
         module = importlib.import_module(f"vlmquant.{kind}.render")
         page = folder.with_suffix(".md")
         title = _title(page, f"{heading} — {_card(folder) or folder.name}")
-        return Page(page, kind, lambda: module.render(title, files))
+        return Page(page, kind, folder, lambda: module.render(title, files))
 
     return make
 
@@ -126,6 +128,7 @@ def _recipes(src: Path) -> Page:
     return Page(
         src.with_suffix(".md"),
         "recipes",
+        src,
         lambda: compare.render(data, png.name),
         lambda p: compare.plot(data, p),
         png,
@@ -183,18 +186,14 @@ def _with_headline(readme: Path, root: Path) -> str:
     from vlmquant.report import headline
 
     text = readme.read_text(encoding="utf-8")
-    if headline.BEGIN not in text or headline.END not in text:
-        raise BadInput(
-            f"--readme {readme}: no {headline.BEGIN} ... {headline.END} block; add one or drop "
-            "--readme"
-        )
-    start, end = headline.block(text)
+    start, end = headline.block(text, f"--readme {readme}")
     return text[:start] + "\n" + headline.render(root) + "\n" + text[end:]
 
 
-def _current(png: Path, page: Page) -> bool:
-    """A plot newer than its page's sources is kept (re-plotting changes its bytes only)."""
-    return png.is_file() and png.stat().st_mtime >= page.path.with_suffix(".json").stat().st_mtime
+def _current(page: Page) -> bool:
+    """A plot newer than its page's source is kept (re-plotting changes its bytes only)."""
+    png = page.png
+    return png is not None and png.is_file() and png.stat().st_mtime >= page.source.stat().st_mtime
 
 
 def run(root: Path, readme: Path | None, check: bool) -> list[Path]:
@@ -221,7 +220,7 @@ def run(root: Path, readme: Path | None, check: bool) -> list[Path]:
     texts = [(page, page.render()) for page in found]  # everything first, then written
     written = []
     for page, text in texts:
-        if page.plot is not None and page.png is not None and not _current(page.png, page):
+        if page.plot is not None and page.png is not None and not _current(page):
             page.plot(page.png)
         write_text_atomic(page.path, text)
         written.append(page.path)
