@@ -14,7 +14,9 @@
 #   env: ENGINE_STARTS (3), RECIPES, SKIP (space list of step numbers to skip), SHAPE=tiny (a CPU
 #        smoke test); steps 1-3: STEP_LIMIT (seconds a bench may run, then stopped with what it
 #        has) and RESUME=1 (continue the host's bench that a STEP_LIMIT cut short); step 2:
-#        RECIPES_OUT (the result's name, default bench-recipes-3b-h200)
+#        RECIPES_OUT (the result's name, default bench-recipes-3b-h200); step 3: PROFILE_OUT (the
+#        result's name, default bench-3b-h200-profile), ENCODER_GRAPH=1 (vLLM's CUDA graph for the
+#        vision tower, compilation_config.cudagraph_mm_encoder, for both models)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 skip=" ${SKIP:-} "
@@ -65,9 +67,10 @@ if [[ "$skip" != *" 2 "* ]]; then
 fi
 if [[ "$skip" != *" 3 "* ]]; then
   step "3: decode-step and image-request profiles, ${ENGINE_STARTS:-3} engine starts"
-  bench_to bench-3b-h200-profile --model "$base" --model "$q/fp8_fp8_demo" --modes "$mode" \
-    --engine-starts "${ENGINE_STARTS:-3}" --no-matrix --repeats "$reps" --profile-steps 64 \
-    "${args[@]}"
+  graph=(); [ "${ENCODER_GRAPH:-0}" = 1 ] && graph=(--engine-arg 'compilation_config={"cudagraph_mm_encoder": true}')
+  bench_to "${PROFILE_OUT:-bench-3b-h200-profile}" --model "$base" --model "$q/fp8_fp8_demo" \
+    --modes "$mode" --engine-starts "${ENGINE_STARTS:-3}" --no-matrix --repeats "$reps" \
+    --profile-steps 64 "${graph[@]}" "${args[@]}"
 fi
 if [[ "$skip" != *" 4 "* ]]; then
   step "4: --device cuda export beside the --device auto one"

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlmquant.bench.measure import SCOPES_ENV
 from vlmquant.bench.spread import merge_starts
 from vlmquant.checkpoint.headers import tensors
 from vlmquant.core.config import setting
@@ -402,6 +403,7 @@ def run(cfg: BenchConfig) -> Path:
             env = dict(extra_env)
             if cfg.profile_steps:
                 env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+                env[SCOPES_ENV] = "1"  # vLLM's model-runner scopes, for the image profile
             starts = []
             for s in range(cfg.engine_starts):
                 if cfg.engine_starts > 1:

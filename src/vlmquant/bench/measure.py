@@ -135,24 +135,39 @@ def kernel_category(name: str) -> str:
     return "other"
 
 
-def kernel_times(fn) -> tuple[float, dict[str, tuple[float, int]]]:
-    """Wall seconds of fn() under the torch profiler, and GPU time (us) and calls per kernel."""
+def kernel_times(fn, scopes: dict[str, float] | None = None):
+    """Wall seconds of fn() under the torch profiler, and GPU time (us) and calls per kernel.
+    `scopes`, when given, is filled with the host (CPU) ms of each of vLLM's own profiler
+    scopes (`gpu_model_runner: ...`, on with VLLM_CUSTOM_SCOPES_FOR_PROFILING=1)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    activities = [ProfilerActivity.CUDA]
+    if scopes is not None:
+        activities.append(ProfilerActivity.CPU)
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=activities) as prof:
         t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
     kernels: dict[str, tuple[float, int]] = {}
     for evt in prof.key_averages():
+        if evt.key.startswith(VLLM_SCOPE):  # a scope, also traced as a GPU range: no kernel
+            if scopes is not None:
+                name = evt.key[len(VLLM_SCOPE) :].strip()
+                scopes[name] = scopes.get(name, 0.0) + evt.cpu_time_total / 1000
+            continue
         us = getattr(evt, "self_device_time_total", 0.0) or 0.0
         if us > 0:
             t, n = kernels.get(evt.key, (0.0, 0))
             kernels[evt.key] = (t + us, n + evt.count)
     return wall, kernels
+
+
+# vLLM's model-runner profiler scopes (record_function names), and the switch that turns them on
+VLLM_SCOPE = "gpu_model_runner:"
+SCOPES_ENV = "VLLM_CUSTOM_SCOPES_FOR_PROFILING"
 
 
 def by_category(kernels: dict[str, tuple[float, int]], scale: float = 1.0) -> dict[str, float]:
@@ -184,11 +199,17 @@ def profile_image(image_request, text_request, prompt_tokens: int) -> dict[str, 
     """Where one image request's time goes: the request (a fresh image, so the vision tower runs)
     and a text prompt of the same token count under the torch profiler, each as wall time, GPU
     kernel time by category and kernel launches. The image's share is their difference; wall
-    minus GPU busy is host time (preprocessing, scheduling, launches). Same process requirement
-    as profile_decode."""
-    image = _kernel_summary(*kernel_times(image_request))
-    text = _kernel_summary(*kernel_times(text_request))
-    return {"prompt_tokens": prompt_tokens, "image": image, "text_same_len": text}
+    minus GPU busy is host time (preprocessing, scheduling, launches), and the host ms of each of
+    vLLM's model-runner scopes says which part of it is the model runner's (the profiler's CPU
+    tracing slows the host further). Same process requirement as profile_decode."""
+    runs = {}
+    for name, fn in (("image", image_request), ("text_same_len", text_request)):
+        scopes: dict[str, float] = {}
+        runs[name] = _kernel_summary(*kernel_times(fn, scopes))
+        # host ms inside vLLM's model runner (its scopes nest nothing on the main path); the
+        # rest of the wall is the front end: chat template, processor, hashing, scheduling
+        runs[name]["host_scopes_ms"] = dict(sorted(scopes.items(), key=lambda kv: -kv[1]))
+    return {"prompt_tokens": prompt_tokens, **runs}
 
 
 def profile_decode(llm, steps: int, prompt_len: int, vocab: int) -> dict[str, Any]:

@@ -196,6 +196,7 @@ def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
             + " | ".join(f"{share[c]:.1f}" for c in cats)
             + " |"
         )
+    lines += _host_scopes(rows)
     for r in profiled:
         lines += [
             "",
@@ -209,6 +210,39 @@ def image_profile_lines(results: list[dict[str, Any]]) -> list[str]:
                 f"| {table_cell(kern['name'], 90)} | {kern['category']} "
                 f"| {kern['ms']:.2f} | {kern['calls']} |"
             )
+    return lines
+
+
+def _host_scopes(rows: list[tuple[dict[str, Any], int, dict[str, Any]]]) -> list[str]:
+    """Where the image request's host time goes: ms inside each of vLLM's model-runner scopes
+    (CPU time, which includes the runner's waits on the GPU) and outside them (the front end:
+    chat template, image processor, hashing, scheduling, output handling). Runs profiled
+    before the scopes were recorded have no table."""
+    rows = [(r, k, p) for r, k, p in rows if "host_scopes_ms" in p["image"]]
+    if not rows:
+        return []
+    names = sorted({n for _, _, p in rows for n in p["image"]["host_scopes_ms"]})
+    lines = [
+        "",
+        "Host time of the image request by vLLM's model-runner scopes (CPU ms under the "
+        "profiler with CPU tracing on; a scope's time includes its waits on the GPU). Outside "
+        "the runner = image wall - the scopes' sum: the front end and the scheduler.",
+        "",
+        "| model [mode] | start | image wall | "
+        + " | ".join(f"runner: {n}" for n in names)
+        + " | outside the runner | text: outside the runner |",
+        "|---|---|---|" + "---|" * len(names) + "---|---|",
+    ]
+    for r, k, p in rows:
+        img, txt = p["image"], p["text_same_len"]
+        scopes = img["host_scopes_ms"]
+        outside = img["wall_ms"] - sum(scopes.values())
+        text_out = txt["wall_ms"] - sum(txt.get("host_scopes_ms", {}).values())
+        lines.append(
+            f"| {_name(r)} | {k} | {img['wall_ms']:.1f} | "
+            + " | ".join(f"{scopes.get(n, 0.0):.1f}" for n in names)
+            + f" | {outside:.1f} | {text_out:.1f} |"
+        )
     return lines
 
 
