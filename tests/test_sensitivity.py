@@ -19,8 +19,11 @@ def sens(quantized, tiny_model, demo_calib, tmp_path_factory):
     return out
 
 
-def test_units_are_vllms_fused_groups_and_the_kv_cache(sens):
+def test_units_are_vllms_fused_groups_and_the_kv_cache(sens, demo_calib):
     s = json.loads(sens.read_text())
+    # the samples the export was calibrated on are recorded beside the --calib-size asked for
+    held = len(demo_calib.read_text().splitlines())
+    assert s["recipe"]["calib_samples"] == min(held, s["recipe"]["calib_size"]) > 0
     names = [u["unit"] for u in s["units"]]
     assert names == [f"layers.{i}.{g}" for i in (0, 1) for g in ("qkv", "o", "gate_up", "down")] + [
         "kv_cache"

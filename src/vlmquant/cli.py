@@ -149,7 +149,8 @@ def _main(argv: list[str] | None) -> int:
                 return 0
             args._module.run(settings)
     except BadInput as e:
-        print(f"vlmquant {stage.name}: error: {e}", file=sys.stderr)
+        one_line = " ".join(str(e).split("\n"))  # a library's message may hold newlines
+        print(f"vlmquant {stage.name}: error: {one_line}", file=sys.stderr)
         return 2
     except EngineFailed as e:  # not the input's fault as far as we can tell: exit 1, briefly
         print(f"vlmquant {stage.name}: {e.cause}; log: {e.log}", file=sys.stderr)

@@ -150,7 +150,8 @@ def load_prompts(path: Path | None) -> list[Prompt]:
     if path is None:
         return default_suite()
     if not path.is_file():
-        raise BadInput(f"--prompts {path}: no such file; pass a jsonl file of prompts")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise BadInput(f"--prompts {path}: {what}; pass a jsonl file of prompts")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is harmless
     except UnicodeDecodeError:

@@ -82,8 +82,9 @@ class BenchConfig:
     image_size: int = setting(
         448,
         "side in pixels of a drawn image (448: 1,024 patches through the vision tower, 256 "
-        "language-model tokens)",
+        "language-model tokens; at most 4096: Qwen2.5-VL's processor shrinks anything larger)",
         low=28,
+        high=4096,
     )
     gpu_memory_utilization: float | None = setting(
         None,
@@ -104,7 +105,10 @@ class BenchConfig:
         4, "--serve: requests per unit of concurrency (>= 16 a level)", low=1
     )
     image_sizes: list[int] = setting(
-        [448, 896, 1344], "--serve: square image sides for the image-TTFT runs (none: skip)", low=28
+        [448, 896, 1344],
+        "--serve: square image sides for the image-TTFT runs (none: skip)",
+        low=28,
+        high=4096,
     )
     image_requests: int = setting(8, "--serve: image requests per size", low=1)
     timeout: float = setting(1800.0, "seconds one engine (start and runs) may take")
@@ -270,7 +274,7 @@ def validate(cfg: BenchConfig) -> Checked:
             raise BadInput("--resume continues an offline bench; drop it with --serve")
     for m in cfg.model:
         check_apart(cfg.out, {"--model": m})
-    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json", stage="bench")
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

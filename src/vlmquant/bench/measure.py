@@ -151,18 +151,28 @@ def kernel_times(fn, scopes: dict[str, float] | None = None):
         fn()
         torch.cuda.synchronize()
         wall = time.perf_counter() - t0
+    return wall, tally(prof.key_averages(), scopes)
+
+
+def tally(events, scopes: dict[str, float] | None = None) -> dict[str, tuple[float, int]]:
+    """GPU time (us) and calls per kernel from a profile's averaged events; with `scopes`, also
+    the CPU ms of vLLM's scopes. Only device-side events count as kernels: with CPU tracing on,
+    a CPU op carries the device time of the kernels it launched, which would count them twice
+    (a profile on the H200 read more GPU-busy time than wall time that way)."""
+    from torch.autograd import DeviceType
+
     kernels: dict[str, tuple[float, int]] = {}
-    for evt in prof.key_averages():
+    for evt in events:
         if evt.key.startswith(VLLM_SCOPE):  # a scope, also traced as a GPU range: no kernel
-            if scopes is not None:
+            if scopes is not None and evt.device_type == DeviceType.CPU:
                 name = evt.key[len(VLLM_SCOPE) :].strip()
                 scopes[name] = scopes.get(name, 0.0) + evt.cpu_time_total / 1000
             continue
         us = getattr(evt, "self_device_time_total", 0.0) or 0.0
-        if us > 0:
+        if us > 0 and evt.device_type != DeviceType.CPU:
             t, n = kernels.get(evt.key, (0.0, 0))
             kernels[evt.key] = (t + us, n + evt.count)
-    return wall, kernels
+    return kernels
 
 
 # vLLM's model-runner profiler scopes (record_function names), and the switch that turns them on

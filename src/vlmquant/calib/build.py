@@ -13,9 +13,11 @@ whitespace-normalised, empty ones and exact duplicates dropped (first occurrence
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import json
+import logging
 import os
 import random
 import re
@@ -176,6 +178,17 @@ def coco_captions(path: Path) -> list[Caption]:
 SPLITS = ("train", "validation", "valid", "val", "test")
 
 
+@contextlib.contextmanager
+def _logger_off(name: str):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _splits(file: Path, root: Path) -> set[str]:
     """The split names a data file's path under `root` carries (`data/test-0000.parquet`)."""
     rel = file.relative_to(root) if root.is_dir() else Path(file.name)
@@ -225,12 +238,17 @@ def hf_captions(path: Path, column: str) -> list[Caption]:
                     f"--hf-dataset {path}: holds the splits {', '.join(splits)}; pass one "
                     "split's files or folder"
                 )
-            ds = datasets.load_dataset(kind, data_files=data_files, split="train")
+            # datasets logs a reader's failure on stderr as well as raising it: the one line
+            # below says it (with the reader's own cause)
+            quiet = contextlib.nullcontext() if verbose() else _logger_off("datasets")
+            with quiet:
+                ds = datasets.load_dataset(kind, data_files=data_files, split="train")
     except BadInput:
         raise
     except Exception as e:  # datasets raises many types for unreadable input
+        cause = f"; {e.__cause__}" if e.__cause__ is not None else ""
         raise BadInput(
-            f"--hf-dataset {path}: cannot read it ({e.__class__.__name__}: {e}); "
+            f"--hf-dataset {path}: cannot read it ({e.__class__.__name__}: {e}{cause}); "
             "pass a save_to_disk folder or parquet/jsonl files"
         ) from None
     if column not in ds.column_names:
@@ -323,7 +341,7 @@ def run(cfg: CalibConfig) -> Path:
     paths = output_paths(cfg.out)
     for p in paths.values():
         check_apart(p, {"--coco-annotations": cfg.coco_annotations, "--hf-dataset": cfg.hf_dataset})
-        check_output(p, cfg.force, kind="file")
+        check_output(p, cfg.force, kind="file", stage="calib")
 
     if cfg.demo:
         captions, source = (

@@ -109,6 +109,24 @@ def check_quantization(
     return quantized
 
 
+def check_chat_template(path: Path) -> None:
+    """A chat_template.jinja must be a template jinja2 can compile: vLLM and transformers render
+    every chat request and image sample through it, and a broken one fails only there."""
+    template = path / "chat_template.jinja"
+    if not template.is_file():
+        return
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(template.read_text(encoding="utf-8"))
+    except (jinja2.TemplateSyntaxError, UnicodeDecodeError) as e:
+        what = f"line {e.lineno}: {e.message}" if isinstance(e, jinja2.TemplateSyntaxError) else e
+        raise BadInput(
+            f"{template}: not a valid Jinja template ({what}); restore it from the source "
+            "checkpoint"
+        ) from None
+
+
 def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[str, Any]:
     """Check `path` (given as `flag`) and return its config; raise BadInput on the first
     problem."""
@@ -128,6 +146,7 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             f"{flag} {path}: no chat template (chat_template.jinja, chat_template.json, or "
             "chat_template in tokenizer_config.json); copy it from the source checkpoint"
         )
+    check_chat_template(path)
     listed = tensors(path)
     stored = {hub_name(t.name): t for t in listed}
     if len(stored) < len(listed):  # one name in two files: which one loads is up to the loader

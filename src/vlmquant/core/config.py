@@ -107,6 +107,13 @@ def load_recipe(path: Path, tables: set[str] | None = None) -> dict[str, Any]:
             f"recipe {path}: table [{unknown[0]}] is no stage; use one of "
             f"{', '.join(f'[{t}]' for t in sorted(tables))}"
         )
+    for name, table in recipe.items():
+        if not isinstance(table, dict):
+            kind = "an array of tables [[...]]" if isinstance(table, list) else "a plain key"
+            raise BadInput(
+                f"recipe {path}: [{name}] is {kind}; write it as one table [{name}] with its "
+                "settings under it"
+            )
     return recipe
 
 

@@ -18,11 +18,21 @@ from vlmquant.core.errors import BadInput
 NAME_EXTRA = 24
 
 
-def check_output(path: Path, force: bool, kind: str = "folder", suffix: str = "") -> None:
+def check_output(
+    path: Path, force: bool, kind: str = "folder", suffix: str = "", stage: str = ""
+) -> None:
     """Refuse to overwrite an existing output unless --force, an output of the other `kind`
     (a file where a folder is written, or the reverse: --force or not, that is someone else's),
     a file output without its `suffix` (`--out results/` names a folder, not a JSON file), and
-    an output whose folder cannot be written (before any work is done)."""
+    an output whose folder cannot be written (before any work is done). With `stage` (the
+    stage that writes it), --force replaces only that stage's own earlier output: not another
+    stage's (an export given to infer's --out-dir), not a checkpoint no stage made, and no
+    output lands inside a checkpoint folder."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path.name):
+        raise BadInput(
+            f"output {str(path)!r}: its name holds a control character (a newline or tab); "
+            "pass a plain name"
+        )
     name_max = 255  # NAME_MAX of Linux file systems; the tool's own files add up to NAME_EXTRA
     if len(os.fsencode(path.name)) + NAME_EXTRA > name_max:
         raise BadInput(
@@ -44,7 +54,41 @@ def check_output(path: Path, force: bool, kind: str = "folder", suffix: str = ""
         raise BadInput(
             f"output {path} already exists; pass --force to replace it or choose another path"
         )
+    if stage:
+        holder = next((p for p in path.absolute().parents if is_checkpoint(p)), None)
+        if holder is not None:
+            raise BadInput(
+                f"output {path}: sits inside the checkpoint folder {holder}; write it somewhere "
+                "else"
+            )
+        owner = made_by(path) if path.exists() else None
+        if owner is not None and owner != stage:
+            what = f"a `vlmquant {owner}` output" if owner else "a checkpoint no stage made"
+            raise BadInput(
+                f"output {path}: is {what}; --force replaces only an earlier `vlmquant {stage}` "
+                "output: pass another path (or remove it yourself)"
+            )
     writable_folder(path.parent)
+
+
+def is_checkpoint(folder: Path) -> bool:
+    """A model folder: its config.json beside safetensors weights."""
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def made_by(path: Path) -> str | None:
+    """Which stage made an existing output, when something says: the stage in the run record
+    a stage leaves (a folder's run.json, a JSON result's "run"); "" for a model folder without
+    one (a checkpoint no vlmquant stage made); None when nothing says."""
+    record = path / "run.json" if path.is_dir() else path
+    if record.is_file() and record.suffix == ".json" and record.stat().st_size < 64 << 20:
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(record.read_text(encoding="utf-8"))
+            run = data.get("run", data) if isinstance(data, dict) else None
+            stage = run.get("stage") if isinstance(run, dict) else None
+            if isinstance(stage, str):
+                return stage
+    return "" if path.is_dir() and is_checkpoint(path) else None
 
 
 def writable_folder(folder: Path) -> None:

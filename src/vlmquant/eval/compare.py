@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.outputs import dump_json, write_text_atomic
+from vlmquant.eval import paired
 
 
 def collect_one(name: str, export: Path, fidelity: Path) -> dict[str, Any]:
@@ -253,6 +254,7 @@ def render(data: dict[str, Any], png_name: str | None = None) -> str:
         )
     if png_name:
         lines += ["", f"![size against KLD]({png_name})"]
+    lines += paired.section(rows)
     budgets = [r for r in rows if r["kld_budget"]]
     if budgets:
         lines += [

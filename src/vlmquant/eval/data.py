@@ -73,7 +73,8 @@ def image_samples(n: int, seed: int) -> list[EvalSample]:
 def user_texts(path: Path) -> list[str]:
     """`--text FILE`: one sample a line, UTF-8; blank lines skipped."""
     if not path.is_file():
-        raise BadInput(f"--text {path}: no such file; pass a UTF-8 text file, one sample a line")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise BadInput(f"--text {path}: {what}; pass a UTF-8 text file, one sample a line")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no text
     except UnicodeDecodeError as e:

@@ -150,7 +150,7 @@ def validate(cfg: EvalConfig) -> str:
             "--text": cfg.text,
         },
     )
-    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json", stage="eval")
     return resolve_device(cfg.device)
 
 

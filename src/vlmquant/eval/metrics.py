@@ -75,4 +75,16 @@ def summarize(stats: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         "samples": len(stats),
         **bootstrap_ci95(stats),
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "unit": "sample", "seed": 0},
+        # per sample, in eval-set order: so two exports measured on the same set can be
+        # compared pair by pair (a paired interval on their difference; see eval.compare)
+        "per_sample": {
+            "fields": list(PER_SAMPLE),
+            "rows": [
+                [int(s["kld"].numel()), *(float(s[k].double().sum()) for k in PER_SAMPLE[1:])]
+                for s in stats
+            ],
+        },
     }
+
+
+PER_SAMPLE = ("tokens", "kld", "nll_base", "nll_quant")  # the sums over each sample's tokens

@@ -95,7 +95,7 @@ def validate(cfg: InferConfig) -> list[Prompt]:
     check_apart(
         cfg.out_dir, {"--model": cfg.model, "--compare": cfg.compare, "--prompts": cfg.prompts}
     )
-    check_output(cfg.out_dir, cfg.force)
+    check_output(cfg.out_dir, cfg.force, stage="infer")
     check_prompt_lengths(cfg.model, prompts, cfg.max_model_len)
     return prompts
 

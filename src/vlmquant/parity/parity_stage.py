@@ -152,7 +152,7 @@ def run(cfg: ParityConfig) -> Path:
     variant = f"{cfg.model.name}_{cfg.qformat}_{cfg.kv_cache_qformat}"
     out = cfg.out or Path("tmp/parity") / variant
     check_apart(out, {"--model": cfg.model, "--calib": cfg.calib, "--hf-ptq": cfg.hf_ptq})
-    check_output(out, cfg.force)
+    check_output(out, cfg.force, stage="parity")
     record = RunRecord("parity", cfg)
     record.add_input("calib", cfg.calib)
     record.add_input("hf_ptq", folder / "hf_ptq.py")

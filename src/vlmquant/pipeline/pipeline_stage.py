@@ -54,8 +54,14 @@ class Keys:
         self.state = state
         self.shared = {}
         if state is not None:  # checked before any stage runs
-            check_output(state, force=True, kind="file", suffix=".json")
+            check_output(state, force=True, kind="file", suffix=".json", stage="pipeline")
             self.shared = self._read(state, "--state")
+            if not all(isinstance(v, str) and k.split(":", 1)[0] in ORDER and ":" in k
+                       for k, v in self.shared.items()):  # fmt: skip
+                raise BadInput(
+                    f"--state {state}: a JSON file, but no pipeline state (its keys are no "
+                    "'STAGE:OUTPUT' entries); pass a new path or a state file the pipeline wrote"
+                )
 
     @staticmethod
     def _read(path: Path, what: str) -> dict[str, Any]:

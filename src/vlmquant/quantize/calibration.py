@@ -74,7 +74,8 @@ def load_samples(
     the file they were read from: `--calib` itself, or for image-text mode the `.jsonl` with
     the file names."""
     if not calib.is_file():
-        raise BadInput(f"--calib {calib}: no such file; build it with `vlmquant calib`")
+        what = "a folder, not a file" if calib.is_dir() else "no such file"
+        raise BadInput(f"--calib {calib}: {what}; pass the .txt `vlmquant calib` builds")
     if calib.suffix not in (".txt", ".jsonl"):  # a manifest's JSON lines are no captions
         raise BadInput(
             f"--calib {calib}: a calibration set is the .txt (one caption a line) or the .jsonl "

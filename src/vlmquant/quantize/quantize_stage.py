@@ -235,7 +235,7 @@ def run(cfg: QuantizeConfig) -> Path:
     out = cfg.out or default_out(cfg)
     inputs = {"--model": cfg.model, "--calib": cfg.calib, "--images": cfg.images}
     check_apart(out, inputs, may_sit_inside=("--images",))
-    check_output(out, cfg.force)
+    check_output(out, cfg.force, stage="quantize")
     choice = None
     if cfg.kld_budget is not None:
         from vlmquant.sensitivity import budget

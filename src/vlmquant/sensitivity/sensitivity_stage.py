@@ -111,7 +111,7 @@ def validate(cfg: SensitivityConfig) -> str:
 
         user_texts(cfg.text)
     check_apart(cfg.out, {"--base": cfg.base, "--quantized": cfg.quantized, "--calib": cfg.calib})
-    check_output(cfg.out, cfg.force, kind="file", suffix=".json")
+    check_output(cfg.out, cfg.force, kind="file", suffix=".json", stage="sensitivity")
     return resolve_device(cfg.device)
 
 
@@ -203,6 +203,10 @@ def run(cfg: SensitivityConfig) -> Path:
     try:
         with record.timed("quantize"):
             export = export_to_measure(cfg, work)
+        # what the export was calibrated on (fewer than --calib-size when --calib holds fewer)
+        run = export / "run.json"
+        used = json.loads(run.read_text()).get("calibration", {}).get("samples") if (
+            run.is_file()) else None  # fmt: skip
         samples = data.build_eval_set(cfg.calib, cfg.max_samples, 0, cfg.seed, cfg.text)
         kernels = resolve_kernels(cfg.kernels)
         with record.timed("load"), library_output(log):
@@ -243,6 +247,7 @@ def run(cfg: SensitivityConfig) -> Path:
             "kv_cache_qformat": kv_format,
             "calib": str(cfg.calib) if cfg.calib else None,
             "calib_size": cfg.calib_size,
+            "calib_samples": used,
             "quantization": json.loads(quant_cfg),
         },
         "measure": MEASURE,
@@ -273,6 +278,9 @@ def run(cfg: SensitivityConfig) -> Path:
     result["run"] = record.data()
     write_text_atomic(cfg.out, dump_json(result))
     worst = sorted(result["units"], key=lambda u: -u["cost"])[:3]
+    if isinstance(used, int) and used < cfg.calib_size:
+        print(f"sensitivity: calibrated on {used} samples, all --calib holds (--calib-size "
+              f"{cfg.calib_size} asked)")  # fmt: skip
     print(
         f"sensitivity: {len(units)} units, whole export KLD {whole['kld_mean']:.4f} "
         f"(sum of unit costs {total:.4f}); costliest "

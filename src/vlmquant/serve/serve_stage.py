@@ -145,6 +145,11 @@ def validate(cfg: ServeConfig) -> None:
     )
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
+    if cfg.served_model_name is not None and not cfg.served_model_name.strip():
+        raise BadInput(
+            f"--served-model-name {cfg.served_model_name!r}: an empty name (clients send it as "
+            f"`model`); pass a name, or drop it to serve as {cfg.model.name!r}"
+        )
     from vlmquant.engine.args import check_not_overridden
 
     extra = extra_flags(cfg)

@@ -307,6 +307,7 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
     tok = build_tokenizer()
     config = build_config(spec, tok)
     check_room(config, out, device, cfg.shape)
+    record = RunRecord("make-tiny", cfg)  # also marks the folder as make-tiny's own output
     with atomic_dir(out, cfg.force) as tmp:
         torch.manual_seed(cfg.seed)
         with torch.device(device):
@@ -315,6 +316,8 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
         model.save_pretrained(tmp, max_shard_size="5GB")
         build_processor(spec, tok).save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
+        record.extra["parameters"] = n_params
+        (tmp / "run.json").write_text(dump_json(record.data()))
     return (
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
         f"seed {cfg.seed} -> {out}"
@@ -438,7 +441,7 @@ def run(cfg: MakeTinyConfig) -> Path:
     if (cfg.lm or cfg.lm_gguf) and cfg.shape != "tiny":
         raise BadInput(f"--shape {cfg.shape}: a trained --lm brings its own shape; drop --shape")
     out = default_out(cfg)
-    check_output(out, cfg.force)
+    check_output(out, cfg.force, stage="make-tiny")
     # transformers' GGUF conversion bars, load reports and warnings go beside the checkpoint
     log = out.with_name(f"{out.name}.make-tiny.log")
     log.unlink(missing_ok=True)

@@ -1,0 +1,129 @@
+"""What the FP8 KV cache adds to a recipe's KLD, measured pair by pair.
+
+Two exports measured by `eval` on the same eval set can be compared sample by sample: the
+per-sample sums `eval` records (`per_sample`) make the difference of their KLD means, and a
+bootstrap that resamples the same samples for both, an interval on the difference itself.
+Unpaired, each recipe's own interval is wide (a few dozen samples of text), and two of them
+overlap even when one recipe is better on nearly every sample; paired, the shared difficulty
+of a sample cancels.
+
+A recipe with an FP8 KV cache is paired with its *twin*: the recipe with the same weight format,
+calibration and BF16 units and a BF16 KV cache. Their difference is what the FP8 KV cache adds;
+its ratio to the first recipe's (hf_ptq's) says whether another way of choosing the K/V scales
+(e.g. `fp8_cast`) cuts that cost, and by how much.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+RESAMPLES = 1000
+HALF = 0.5  # the goal: at least halve what the FP8 KV cache adds
+
+
+def _samples(row: dict[str, Any]) -> list[list[float]] | None:
+    per = row["fidelity"]["text"].get("per_sample")
+    return per["rows"] if per else None
+
+
+def _signature(row: dict[str, Any]) -> tuple:
+    """What a recipe's linears are made of: its twin has the same."""
+    return (row["quant_algo"], repr(sorted(row["calibration"].items())),
+            tuple(sorted(row["exclude_modules"])))  # fmt: skip
+
+
+def twins(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(recipe with an FP8 KV cache, its BF16-KV twin) for every recipe that has one measured on
+    the same samples (the same token count per sample)."""
+    pairs = []
+    for r in rows:
+        if not r["kv_cache_quant_algo"] or _samples(r) is None:
+            continue
+        for t in rows:
+            if (t["kv_cache_quant_algo"] is None and _signature(t) == _signature(r)
+                    and _samples(t) is not None
+                    and [s[0] for s in _samples(t)] == [s[0] for s in _samples(r)]):  # fmt: skip
+                pairs.append((r, t))
+                break
+    return pairs
+
+
+def _interval(values: list[float]) -> list[float]:
+    v = sorted(values)
+    return [v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]]
+
+
+def kv_costs(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """Per recipe with a twin: the KLD its FP8 KV cache adds (mean over all tokens, as the
+    table's KLD), a 95% paired-bootstrap interval, and the ratio to the first pair's added
+    KLD with its interval (the same resamples for every pair)."""
+    pairs = twins(rows)
+    if not pairs:
+        return []
+    n = len(_samples(pairs[0][0]))
+    rng = random.Random(seed)
+    picks = [list(range(n))] + [rng.choices(range(n), k=n) for _ in range(RESAMPLES)]
+
+    def added(r: dict[str, Any], t: dict[str, Any]) -> list[float]:
+        a, b = _samples(r), _samples(t)
+        out = []
+        for pick in picks:
+            tokens = sum(a[i][0] for i in pick)
+            out.append((sum(a[i][1] for i in pick) - sum(b[i][1] for i in pick)) / tokens)
+        return out
+
+    ref = added(*pairs[0])
+    result = []
+    for r, t in pairs:
+        if len(_samples(r)) != n:
+            continue
+        cost = added(r, t)
+        ratios = [c / d for c, d in zip(cost[1:], ref[1:], strict=True) if d > 0]
+        result.append(
+            {
+                "recipe": r["recipe"],
+                "twin": t["recipe"],
+                "added_kld": cost[0],
+                "added_kld_ci95": _interval(cost[1:]),
+                "ratio_to": pairs[0][0]["recipe"],
+                "ratio": cost[0] / ref[0] if ref[0] > 0 else None,
+                "ratio_ci95": _interval(ratios) if len(ratios) > RESAMPLES // 2 else None,
+                "samples": n,
+            }
+        )
+    return result
+
+
+def section(rows: list[dict[str, Any]]) -> list[str]:
+    """The page's section: nothing when no recipe has a measured twin."""
+    costs = kv_costs(rows)
+    if not costs:
+        return []
+    ref = costs[0]["ratio_to"]
+    lines = [
+        "",
+        "## What the FP8 KV cache adds (paired)",
+        "",
+        f"Each recipe with an FP8 KV cache against its twin with a BF16 KV cache (the same weight "
+        f"format, calibration and BF16 units), sample by sample on the same {costs[0]['samples']} "
+        f"eval samples: the KLD the FP8 KV cache adds, with a 95% paired-bootstrap interval "
+        f"({RESAMPLES} resamples of whole samples, the same for every row), and its ratio to "
+        f"{ref}'s. A ratio whose interval lies below {HALF} at least halves what the FP8 KV "
+        "cache costs.",
+        "",
+        f"| recipe | twin (BF16 KV) | added KLD [95%] | ratio to {ref}'s [95%] | halved |",
+        "|---|---|---|---|---|",
+    ]
+    for c in costs:
+        lo, hi = c["ratio_ci95"] or (None, None)
+        halved = ("—" if c["recipe"] == ref or lo is None
+                  else "yes" if hi < HALF else "no" if lo >= HALF else "not settled")  # fmt: skip
+        ratio = "1 (reference)" if c["recipe"] == ref else (
+            f"{c['ratio']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""))  # fmt: skip
+        lo_a, hi_a = c["added_kld_ci95"]
+        lines.append(
+            f"| {c['recipe']} | {c['twin']} | {c['added_kld']:.4f} [{lo_a:.4f}, {hi_a:.4f}] "
+            f"| {ratio} | {halved} |"
+        )
+    return lines
