@@ -156,7 +156,7 @@ def test_bad_shapes(tiny_model, tmp_path, cli):
         (["--engine-env", "=1"], "--engine-env =1: use KEY=VALUE"),
         (["--profile-steps", "8"], "--profile-steps profiles CUDA kernels"),
         (["--image", "purple_star"], "--image purple_star: neither a drawable name"),
-        (["--image-size", "8"], "--image-size 8: must be at least 28"),
+        (["--image-size", "8"], "--image-size 8: must be between 28 and 4096"),
     ],
 )
 def test_bad_engine_options(tiny_model, tmp_path, cli, flags, says):

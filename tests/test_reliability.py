@@ -1070,10 +1070,17 @@ def test_sigterm_stops_the_vllm_engine_with_the_stage(quantized, tmp_path):
          str(out), "--max-tokens", "4", "--max-model-len", "1024", "--enforce-eager"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
+
+    def command(p) -> str:  # a short-lived helper may exit (or linger as a zombie) meanwhile
+        try:
+            return " ".join(p.cmdline() or [p.name()])
+        except psutil.Error:
+            return ""
+
     deadline, engine = time.monotonic() + 300, []
     while proc.poll() is None and time.monotonic() < deadline:
         engine = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                  if "EngineCore" in " ".join(p.cmdline() or [p.name()])]  # fmt: skip
+                  if "EngineCore" in command(p)]  # fmt: skip
         if engine:
             break
         time.sleep(0.5)
