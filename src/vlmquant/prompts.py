@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from vlmquant.core.errors import BadInput
+from vlmquant.core.errors import BadInput, not_a_file
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -150,7 +150,7 @@ def load_prompts(path: Path | None) -> list[Prompt]:
     if path is None:
         return default_suite()
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "no such file"
+        what = not_a_file(path)
         raise BadInput(f"--prompts {path}: {what}; pass a jsonl file of prompts")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is harmless

@@ -402,7 +402,7 @@ def weights_identity(path: Path) -> dict[str, str]:
     return dict(_IDENTITIES[stamp])
 
 
-def _export_record(export: Path) -> dict[str, Any]:
+def export_record(export: Path) -> dict[str, Any]:
     run = export / "run.json"
     data = read_json(run) if run.is_file() else {}
     return data if isinstance(data, dict) else {}
@@ -413,7 +413,7 @@ def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
     `source_identity`) is compared only with that checkpoint: the same architecture with other
     weights (another fine-tune, another seed) gives numbers for neither. Exports without the
     record are taken as they are."""
-    record = _export_record(export)
+    record = export_record(export)
     recorded = record.get("source_identity")
     if recorded and recorded != weights_identity(base):
         made_from = record.get("config", {}).get("model", "?")
@@ -427,7 +427,7 @@ def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
 def check_calibrated_on(export: Path, calib: Path) -> None:
     """eval's --calib names the set held out of its text: it must be the export's own
     calibration set (run.json records the file quantize read and its sha256)."""
-    recorded = _export_record(export).get("inputs", {}).get("calib") or {}
+    recorded = export_record(export).get("inputs", {}).get("calib") or {}
     if not recorded.get("sha256"):
         return
     read = Path(recorded["path"])

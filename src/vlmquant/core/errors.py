@@ -14,6 +14,11 @@ class BadInput(Exception):
     """
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path`, which should name a file, does not: a folder there, or nothing."""
+    return "a folder, not a file" if path.is_dir() else "no such file"
+
+
 class EngineFailed(RuntimeError):
     """A vLLM engine process that failed or ran out of time: its cause, the log kept, and the
     log's tail (the CLI prints the cause and the log's path; -v the tail too)."""

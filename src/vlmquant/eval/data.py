@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vlmquant.core.errors import BadInput
+from vlmquant.core.errors import BadInput, not_a_file
 from vlmquant.prompts import COLOURS, SHAPES, draw
 
 
@@ -73,7 +73,7 @@ def image_samples(n: int, seed: int) -> list[EvalSample]:
 def user_texts(path: Path) -> list[str]:
     """`--text FILE`: one sample a line, UTF-8; blank lines skipped."""
     if not path.is_file():
-        what = "a folder, not a file" if path.is_dir() else "no such file"
+        what = not_a_file(path)
         raise BadInput(f"--text {path}: {what}; pass a UTF-8 text file, one sample a line")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no text

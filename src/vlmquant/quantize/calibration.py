@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmquant.core.errors import BadInput
+from vlmquant.core.errors import BadInput, not_a_file
 
 IMAGE_QUESTION = "Describe this picture."
 
@@ -74,7 +74,7 @@ def load_samples(
     the file they were read from: `--calib` itself, or for image-text mode the `.jsonl` with
     the file names."""
     if not calib.is_file():
-        what = "a folder, not a file" if calib.is_dir() else "no such file"
+        what = not_a_file(calib)
         raise BadInput(f"--calib {calib}: {what}; pass the .txt `vlmquant calib` builds")
     if calib.suffix not in (".txt", ".jsonl"):  # a manifest's JSON lines are no captions
         raise BadInput(

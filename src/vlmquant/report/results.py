@@ -202,7 +202,8 @@ def run(root: Path, readme: Path | None, check: bool) -> list[Path]:
         raise BadInput(f"--results {root}: not a folder; pass a results folder (docs/results)")
     if readme is not None and not readme.is_file():
         raise BadInput(f"--readme {readme}: no such file; pass the README holding the headline")
-    if not pages(root) and not orphans(root, []):
+    found = pages(root)
+    if not found and not orphans(root, []):
         raise BadInput(
             f"--results {root}: no results in it (bench-*.json, serve-*.json, bench-*.toml, "
             "quantize-*/, infer-*/, eval-*/, parity-*/, recipes-*.json); pass the results "
@@ -216,7 +217,6 @@ def run(root: Path, readme: Path | None, check: bool) -> list[Path]:
                 "--check to render them"
             )
         return []
-    found = pages(root)
     hand = orphans(root, found)
     if hand:
         raise BadInput(

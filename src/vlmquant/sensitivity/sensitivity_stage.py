@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.contract import weights_identity
+from vlmquant.checkpoint.contract import export_record, weights_identity
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -204,9 +204,7 @@ def run(cfg: SensitivityConfig) -> Path:
         with record.timed("quantize"):
             export = export_to_measure(cfg, work)
         # what the export was calibrated on (fewer than --calib-size when --calib holds fewer)
-        run = export / "run.json"
-        used = json.loads(run.read_text()).get("calibration", {}).get("samples") if (
-            run.is_file()) else None  # fmt: skip
+        used = export_record(export).get("calibration", {}).get("samples")
         samples = data.build_eval_set(cfg.calib, cfg.max_samples, 0, cfg.seed, cfg.text)
         kernels = resolve_kernels(cfg.kernels)
         with record.timed("load"), library_output(log):
