@@ -262,7 +262,9 @@ def test_per_sample_sums_pair_two_exports_on_the_same_samples(
         assert len(per["rows"]) == t["samples"] and sum(s[0] for s in per["rows"]) == t["tokens"]
         assert sum(s[1] for s in per["rows"]) / t["tokens"] == pytest.approx(t["kld_mean"])
     copy = {**rows[0], "recipe": "hf_ptq_again"}
-    (ref, again) = paired.kv_costs([rows[0], copy, rows[1]])
+    assert rows[0]["calib_sha256"] and rows[0]["calib_sha256"] == rows[1]["calib_sha256"]
+    other_set = {**rows[0], "recipe": "other_calib", "calib_sha256": "0" * 64}  # no twin
+    (ref, again) = paired.kv_costs([rows[0], copy, other_set, rows[1]])
     a, b = (r["fidelity"]["text"]["kld_mean"] for r in rows)
     assert ref["twin"] == "bf16kv" and ref["added_kld"] == pytest.approx(a - b)
     lo, hi = ref["added_kld_ci95"]

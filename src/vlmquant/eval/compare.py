@@ -39,6 +39,7 @@ def collect_one(name: str, export: Path, fidelity: Path) -> dict[str, Any]:
         "safetensors_bytes": run["size"]["safetensors_bytes"],
         "by_dtype": run["size"]["by_dtype"],
         "calibration": run["calibration"],
+        "calib_sha256": run["inputs"].get("calib", {}).get("sha256"),  # which set, not only how
         "kld_budget": json.loads(budget.read_text()) if budget.is_file() else None,
         "fidelity": {"base": ev["base"], "eval_set": ev["eval_set"], "text": text},
         "base_safetensors_bytes": sum(

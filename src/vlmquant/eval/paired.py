@@ -28,8 +28,8 @@ def _samples(row: dict[str, Any]) -> list[list[float]] | None:
 
 
 def _signature(row: dict[str, Any]) -> tuple:
-    """What a recipe's linears are made of: its twin has the same."""
-    return (row["quant_algo"], repr(sorted(row["calibration"].items())),
+    """What a recipe's linears are made of, the calibration set included: its twin has the same."""
+    return (row["quant_algo"], repr(sorted(row["calibration"].items())), row.get("calib_sha256"),
             tuple(sorted(row["exclude_modules"])))  # fmt: skip
 
 
