@@ -9,6 +9,9 @@
 # per arithmetic (python -m vlmquant.eval.compare collect, then vlmquant report --results).
 #   usage: bash scripts/recipes_trained.sh OUT_DIR      (environment from scripts/setup.sh)
 #   env: WORK (default /tmp/vlmquant-recipes): models, calib set and exports
+#        EVAL_SAMPLES (default 48): held-out text samples per eval (paragraphs, then captions)
+#        RECIPES (default: all): the recipe names to run, space-separated, e.g. "hf_ptq bf16kv"
+#        KERNELS (default "cpu cuda"): the emulated engine arithmetics to measure each one with
 set -euo pipefail
 out="${1:?usage: bash scripts/recipes_trained.sh OUT_DIR}"
 work="${WORK:-/tmp/vlmquant-recipes}"
@@ -21,7 +24,9 @@ base="$work/trained"
 calib="$work/calib/demo_captions.txt"
 [ -f "$base/config.json" ] || vq make-tiny --lm qwen2.5-coder-0.5b-instruct --out "$base"
 [ -f "$calib" ] || vq calib --demo --num-samples 512 --out "$calib"
-[ -f "$out/sensitivity.json" ] || vq sensitivity --base "$base" --calib "$calib" \
+wanted() { [ -z "${RECIPES:-}" ] || [[ " $RECIPES " == *" $1 "* ]]; }
+wanted budget_0.05 || wanted budget_0.03 || wanted budget_0.01 || no_budget=1
+[ -n "${no_budget:-}" ] || [ -f "$out/sensitivity.json" ] || vq sensitivity --base "$base" --calib "$calib" \
   --out "$out/sensitivity.json"
 cpu=(); cuda=()
 # "your own .txt" (prose paragraphs, one a line) for the calibration-text variant
@@ -30,20 +35,23 @@ own="$work/calib/own_paragraphs.txt"
 # the eval set every recipe is measured on, as a file: eval refuses the caption set's --calib
 # for an export calibrated on other text, so that export reads the same samples through
 # --text, which keeps it paired with the others sample by sample
-evalset="$work/calib/eval_set.txt"
+n_eval="${EVAL_SAMPLES:-48}"
+kernels="${KERNELS:-cpu cuda}"
+evalset="$work/calib/eval_set_$n_eval.txt"
 [ -f "$evalset" ] || "$py" -c "import sys; from pathlib import Path
 from vlmquant.eval.data import build_eval_set
-s = build_eval_set(Path(sys.argv[1]), 48, 0, 1234)
-Path(sys.argv[2]).write_text(''.join(x.text + chr(10) for x in s))" "$calib" "$evalset"
+s = build_eval_set(Path(sys.argv[1]), int(sys.argv[3]), 0, 1234)
+Path(sys.argv[2]).write_text(''.join(x.text + chr(10) for x in s))" "$calib" "$evalset" "$n_eval"
 recipe() {  # NAME QUANTIZE-FLAGS...   (env CALIB: another calibration set, evaluated via --text)
   local name="$1"; shift
+  wanted "$name" || return 0
   local q="$work/exports/$name" c="${CALIB:-$calib}" held=(--calib "$calib")
   [ -n "${CALIB:-}" ] && held=(--text "$evalset")
   [ -f "$q/run.json" ] || vq quantize --model "$base" --calib "$c" --calib-size 512 \
     --out "$q" --force "$@"
-  for k in cpu cuda; do
+  for k in $kernels; do
     [ -f "$out/eval_${k}_$name.json" ] || vq eval --base "$base" --quantized "$q" \
-      "${held[@]}" --image-samples 0 --no-vllm --kernels "$k" --out "$out/eval_${k}_$name.json"
+      "${held[@]}" --max-samples "$n_eval" --image-samples 0 --no-vllm --kernels "$k" --out "$out/eval_${k}_$name.json"
   done
   cpu+=("$name=$q=$out/eval_cpu_$name.json"); cuda+=("$name=$q=$out/eval_cuda_$name.json")
 }
@@ -55,10 +63,11 @@ recipe pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
 recipe unpadded_calib --calib-padding none
 recipe calib64 --calib-size 64
 CALIB="$own" recipe own_text_calib
+CALIB="$own" recipe own_text_calib_bf16kv --kv-cache-qformat none  # its twin: same calib set
 for b in 0.05 0.03 0.01; do
   recipe "budget_$b" --kld-budget "$b" --sensitivity "$out/sensitivity.json"
 done
-for k in cpu cuda; do
+for k in $kernels; do
   declare -n rows="$k"
   "$py" -m vlmquant.eval.compare collect "$out/recipes-$k.json" "${rows[@]}"
   "$py" -m vlmquant report --results "$out"
