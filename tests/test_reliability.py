@@ -1346,3 +1346,59 @@ def test_round_u_cases(tiny_model, demo_calib, tmp_path, cli):
         code, err = cli(*args)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "h", "r.toml"]
+
+
+# --- audit round V -----------------------------------------------------------------------
+
+
+def test_round_v_cases(tiny_model, quantized, demo_calib, tmp_path, cli):
+    """`quantize --out <the calib set's images> --force` replaced the pictures (exit 0); a BF16
+    checkpoint with an export's hf_quant_config.json copied in was scored as an export; an
+    export holding k/v scales whose config named no KV-cache format passed check-vllm; an FP8
+    weight without its weight_scale, a config.json holding an array, and a config field of the
+    wrong type were tracebacks; infer --seed -1 failed inside the engine."""
+    images = demo_calib.with_name("demo_captions_images")
+    pictures = folder_digest(images)
+    fake = tmp_path / "fake"
+    shutil.copytree(tiny_model, fake)
+    shutil.copy(quantized() / "hf_quant_config.json", fake)
+    no_kv = tmp_path / "no_kv"
+    shutil.copytree(quantized(), no_kv)
+    for name, drop, key in (("hf_quant_config.json", "kv_cache_quant_algo", "quantization"),
+                            ("config.json", "kv_cache_scheme", "quantization_config")):  # fmt: skip
+        data = json.loads((no_kv / name).read_text())
+        data[key].pop(drop)
+        (no_kv / name).write_text(json.dumps(data))
+    unscaled = tmp_path / "unscaled"
+    shutil.copytree(quantized(), unscaled)
+    weights = load_file(unscaled / "model.safetensors")
+    dropped = sorted(k for k in weights if k.endswith("gate_proj.weight_scale"))[0]
+    weights.pop(dropped)
+    save_file(weights, unscaled / "model.safetensors", metadata={"format": "pt"})
+    array = tmp_path / "array"
+    shutil.copytree(quantized(), array)
+    (array / "config.json").write_text("[]")
+    typed = tmp_path / "typed"
+    shutil.copytree(tiny_model, typed)
+    config = json.loads((typed / "config.json").read_text())
+    config["text_config"]["num_hidden_layers"] = "2"
+    (typed / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "o"
+    scored = ("--calib", demo_calib, "--image-samples", 0, "--max-samples", 2, "--no-vllm")
+    for args, says in (
+        (["quantize", "--model", tiny_model, "--calib", demo_calib, "--out", images, "--force"],
+         f"sits inside --calib's images {images}"),
+        (["eval", "--base", tiny_model, "--quantized", fake, *scored, "--out", out / "e.json"],
+         "says FP8, but no tensor is stored in FP8"),
+        (["check-vllm", no_kv], "names no KV-cache format (kv_cache_quant_algo)"),
+        (["eval", "--base", tiny_model, "--quantized", unscaled, *scored, "--out", out / "e.json"],
+         f"{dropped.removesuffix('_scale')} is stored FP8 without its weight_scale"),
+        (["check-vllm", array], "config.json: not a JSON object"),
+        (["quantize", "--model", typed, "--calib", demo_calib, "--out", out],
+         "transformers cannot build a model from it (StrictDataclassFieldValidationError"),
+        (["infer", "--model", quantized(), "--seed", -1, "--out-dir", out],
+         "--seed -1: must be at least 0"),
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert folder_digest(images) == pictures and not out.exists()

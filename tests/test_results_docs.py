@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,18 @@ def test_recipe_speed_columns_come_from_the_committed_benches(tmp_path):
         benches = [RESULTS / s["bench"] for s in data["speed"]["sources"]]
         compare.add_speed(copy, benches)
         assert json.loads(copy.read_text())["speed"] == data["speed"], page.name
+
+
+def test_audit_pages_are_rendered_from_their_json():
+    """docs/audit's pages come from scripts/audit/run.py's verdicts, never typed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "audit_run", RESULTS.parents[1] / "scripts" / "audit" / "run.py"
+    )
+    run = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = run  # its dataclass looks its module up there
+    spec.loader.exec_module(run)
+    audit = RESULTS.parent / "audit"
+    assert sorted(audit.glob("*.json")), "no audit verdicts in docs/audit"
+    assert run.rerender(audit) == []

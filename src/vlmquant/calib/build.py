@@ -318,6 +318,19 @@ def recorded_images(calib: Path) -> Path | None:
     return manifest.parent / name if isinstance(name, str) and name else None
 
 
+def set_inputs(calib: Path | None) -> dict[str, Path | None]:
+    """A calibration set's files, as inputs no output may be, hold or sit inside: the path
+    given, the set's .txt, .jsonl and manifest, and the pictures its manifest records (an
+    output over any of them would destroy the set)."""
+    if calib is None:
+        return {}
+    txt = set_txt(calib)
+    files: dict[str, Path | None] = {"--calib": calib}
+    files.update({f"--calib's {kind}": path for kind, path in output_paths(txt).items()})
+    files["--calib's images"] = recorded_images(calib)
+    return files
+
+
 def run(cfg: CalibConfig) -> Path:
     sources = [s for s in (cfg.coco_annotations, cfg.hf_dataset) if s is not None]
     if len(sources) + cfg.demo != 1:

@@ -32,13 +32,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.headers import require_checkpoint, tensors
+from vlmquant.checkpoint.contract import KV_SCALES
+from vlmquant.checkpoint.headers import tensors
 from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 
-KV_SCALES = ("k_scale", "v_scale")
 SHOW = 5  # tensors named per finding
 
 
@@ -137,8 +137,9 @@ def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
 
 
 def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
-    require_checkpoint(checkpoint)
-    config = json.loads((checkpoint / "config.json").read_text())
+    from vlmquant.checkpoint.contract import read_config
+
+    config = read_config(checkpoint, "check-vllm")
     arch = (config.get("architectures") or ["?"])[0]
     try:
         model_cls = vllm_rules(arch)
@@ -159,7 +160,12 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
     findings: list[Finding] = []
 
     # one format, stated alike in hf_quant_config.json and config.json
-    from vlmquant.checkpoint.contract import bad_scales, nan_fp8_codes, quant_records_disagree
+    from vlmquant.checkpoint.contract import (
+        bad_scales,
+        nan_fp8_codes,
+        quant_records_disagree,
+        scale_problems,
+    )
 
     differ = quant_records_disagree(checkpoint, config)
     if differ:
@@ -171,6 +177,21 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
                 "formats (vLLM reads config.json's, this project's eval hf_quant_config.json's)",
                 "re-export with vlmquant quantize",
                 [differ],
+            )
+        )
+
+    # every FP8 weight with its scale, FP8 weights where the config says FP8, KV scales only
+    # where it names a KV-cache format
+    wrong = scale_problems(checkpoint, config)
+    if wrong:
+        findings.append(
+            Finding(
+                "scale-presence",
+                "error",
+                "the weights and the quantization config disagree on which scales and FP8 "
+                "tensors there are",
+                "re-export with vlmquant quantize from an intact BF16 checkpoint",
+                wrong,
             )
         )
 

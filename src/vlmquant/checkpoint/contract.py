@@ -25,6 +25,7 @@ from vlmquant.engine.args import is_quantized
 
 Want = Literal["bf16", "quantized", "any"]
 FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
+KV_SCALES = ("k_scale", "v_scale")
 # the processor and tokenizer a Qwen2.5-VL checkpoint needs to run (any one of each group)
 NEEDED_FILES = (
     ("tokenizer_config.json",),
@@ -64,9 +65,13 @@ def is_quantized_export(path: Path, config: dict[str, Any]) -> bool:
 
 def expected_tensors(config_dir: Path) -> dict[str, tuple[int, ...]]:
     """Parameter and persistent-buffer names (hub layout) -> shape, from the config alone."""
+    try:  # transformers 5 validates config fields through huggingface_hub's strict dataclasses
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:
+        StrictDataclassError = ValueError  # noqa: N806
     try:
         model = meta_model(config_dir)
-    except (ValueError, KeyError, TypeError, OSError) as e:
+    except (ValueError, KeyError, TypeError, OSError, StrictDataclassError) as e:
         raise BadInput(
             f"{config_dir / 'config.json'}: transformers cannot build a model from it "
             f"({type(e).__name__}: {str(e)[:120]}); restore the checkpoint's config"
@@ -175,6 +180,13 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             raise BadInput(
                 f"{path}: {differ}; the export is damaged: re-export it with `vlmquant quantize`"
             )
+        wrong = scale_problems(path, config)
+        if wrong:
+            more = f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""
+            raise BadInput(
+                f"{flag} {path}: {wrong[0]}{more}; the export is damaged: re-export it with "
+                "`vlmquant quantize`"
+            )
         for bad, rule in (
             (bad_scales(path), "a scale must be a finite number above 0"),
             (nan_fp8_codes(path), "an FP8 weight may hold no NaN code"),
@@ -237,6 +249,38 @@ def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
                 f"quantization_config says {in_config[key]}"
             )
     return None
+
+
+def scale_problems(path: Path, config: dict[str, Any]) -> list[str]:
+    """What an export's weights and its quantization config disagree on: an FP8 weight without
+    its weight_scale (the loaders stop on it, or read the codes unscaled), a config that says
+    FP8 over weights with no FP8 tensor (a BF16 checkpoint with an export's config copied in),
+    and k/v cache scales where the config names no KV-cache format (vLLM would run a BF16
+    cache and drop them)."""
+    from vlmquant.engine.args import config_quant_info
+
+    stored = {hub_name(t.name): t for t in tensors(path)}
+    fp8 = [n for n, t in sorted(stored.items()) if t.dtype in FP8_DTYPES]
+    wrong = [f"{n} is stored FP8 without its weight_scale" for n in fp8
+             if n.endswith(".weight") and n + "_scale" not in stored]  # fmt: skip
+    f = path / "hf_quant_config.json"
+    if f.is_file():
+        record = read_json(f)
+        info = record.get("quantization", {}) if isinstance(record, dict) else {}
+    else:
+        info = config_quant_info(config.get("quantization_config")) or {}
+    if "FP8" in str(info.get("quant_algo") or "") and not fp8:
+        wrong.append(
+            f"the quantization config says {info['quant_algo']}, but no tensor is stored in FP8 "
+            "(a BF16 checkpoint with an export's config copied in?)"
+        )
+    kv = sorted(n for n in stored if n.endswith(KV_SCALES))
+    if kv and not info.get("kv_cache_quant_algo"):
+        wrong.append(
+            f"{kv[0]} is a KV-cache scale, but the quantization config names no KV-cache format "
+            "(kv_cache_quant_algo), so vLLM would run a BF16 cache and drop it"
+        )
+    return wrong
 
 
 def stored_tensors(path: Path, pick) -> Iterator[tuple[Any, Any]]:

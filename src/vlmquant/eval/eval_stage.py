@@ -141,12 +141,14 @@ def validate(cfg: EvalConfig) -> str:
         from vlmquant.eval.data import user_texts
 
         user_texts(cfg.text)  # unreadable or empty: bad input before any model loads
+    from vlmquant.calib.build import set_inputs
+
     check_apart(
         cfg.out,
         {
             "--base": cfg.base,
             "--quantized": cfg.quantized,
-            "--calib": cfg.calib,
+            **set_inputs(cfg.calib),
             "--text": cfg.text,
         },
     )

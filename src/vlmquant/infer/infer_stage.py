@@ -47,7 +47,7 @@ class InferConfig:
     temperature: float = setting(0.0, "sampling temperature (0: greedy; the seed used 0.7)", low=0)
     top_p: float = setting(1.0, "nucleus sampling (the seed used 0.9)", low=0, high=1)
     max_tokens: int = setting(64, "tokens to generate per prompt", low=1)
-    seed: int = setting(0, "sampling seed")
+    seed: int = setting(0, "sampling seed", low=0)
     tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
     gpu_memory_utilization: float | None = setting(
         None, "vLLM GPU memory share (vLLM default)", low=0.01, high=1

@@ -151,7 +151,9 @@ def run(cfg: ParityConfig) -> Path:
     folder, device, batch = validate(cfg)
     variant = f"{cfg.model.name}_{cfg.qformat}_{cfg.kv_cache_qformat}"
     out = cfg.out or Path("tmp/parity") / variant
-    check_apart(out, {"--model": cfg.model, "--calib": cfg.calib, "--hf-ptq": cfg.hf_ptq})
+    from vlmquant.calib.build import set_inputs
+
+    check_apart(out, {"--model": cfg.model, **set_inputs(cfg.calib), "--hf-ptq": cfg.hf_ptq})
     check_output(out, cfg.force, stage="parity")
     record = RunRecord("parity", cfg)
     record.add_input("calib", cfg.calib)

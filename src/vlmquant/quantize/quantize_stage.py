@@ -233,7 +233,9 @@ def run(cfg: QuantizeConfig) -> Path:
 
         cfg = dataclasses.replace(cfg, images=recorded_images(cfg.calib))
     out = cfg.out or default_out(cfg)
-    inputs = {"--model": cfg.model, "--calib": cfg.calib, "--images": cfg.images}
+    from vlmquant.calib.build import set_inputs
+
+    inputs = {"--model": cfg.model, **set_inputs(cfg.calib), "--images": cfg.images}
     check_apart(out, inputs, may_sit_inside=("--images",))
     check_output(out, cfg.force, stage="quantize")
     choice = None

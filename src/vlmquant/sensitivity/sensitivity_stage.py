@@ -110,7 +110,10 @@ def validate(cfg: SensitivityConfig) -> str:
         from vlmquant.eval.data import user_texts
 
         user_texts(cfg.text)
-    check_apart(cfg.out, {"--base": cfg.base, "--quantized": cfg.quantized, "--calib": cfg.calib})
+    from vlmquant.calib.build import set_inputs
+
+    inputs = {"--base": cfg.base, "--quantized": cfg.quantized, **set_inputs(cfg.calib)}
+    check_apart(cfg.out, inputs)
     check_output(cfg.out, cfg.force, kind="file", suffix=".json", stage="sensitivity")
     return resolve_device(cfg.device)
 
