@@ -421,34 +421,27 @@ def sens_is_eval_json(fx, d):
 # --- recipes ------------------------------------------------------------------------------
 
 
-def recipe_duplicate_key(fx, d):
-    """a recipe with the same key twice in [quantize]"""
-    return recipe_case(fx, d, "[quantize]\ncalib_size = 8\ncalib_size = 16\n")
+def _recipe(doc: str, body: str):
+    def case(fx, d):
+        return recipe_case(fx, d, body)
+
+    case.__doc__ = doc
+    return case
 
 
-def recipe_list_value(fx, d):
-    """calib_size = [8, 16] in a recipe"""
-    return recipe_case(fx, d, "[quantize]\ncalib_size = [8, 16]\n")
-
-
-def recipe_unknown_qformat(fx, d):
-    """qformat = "int4" in a recipe"""
-    return recipe_case(fx, d, '[quantize]\nqformat = "int4"\ncalib_size = 8\n')
-
-
-def recipe_bool_for_int(fx, d):
-    """calib_size = true in a recipe"""
-    return recipe_case(fx, d, "[quantize]\ncalib_size = true\n")
-
-
-def recipe_float_for_int(fx, d):
-    """calib_size = 16.5 in a recipe"""
-    return recipe_case(fx, d, "[quantize]\ncalib_size = 16.5\n")
-
-
-def recipe_misspelled_key(fx, d):
-    """calib_sizes = 8 (a typo) in [quantize]"""
-    return recipe_case(fx, d, "[quantize]\ncalib_sizes = 8\n")
+# a [quantize] table with one bad value each: (what, the TOML)
+for _name, (_doc, _body) in {
+    "recipe_duplicate_key": ("a recipe with the same key twice in [quantize]",
+                             "[quantize]\ncalib_size = 8\ncalib_size = 16\n"),
+    "recipe_list_value": ("calib_size = [8, 16] in a recipe", "[quantize]\ncalib_size = [8, 16]\n"),
+    "recipe_unknown_qformat": ('qformat = "int4" in a recipe',
+                               '[quantize]\nqformat = "int4"\ncalib_size = 8\n'),
+    "recipe_bool_for_int": ("calib_size = true in a recipe", "[quantize]\ncalib_size = true\n"),
+    "recipe_float_for_int": ("calib_size = 16.5 in a recipe", "[quantize]\ncalib_size = 16.5\n"),
+    "recipe_misspelled_key": ("calib_sizes = 8 (a typo) in [quantize]",
+                              "[quantize]\ncalib_sizes = 8\n"),
+}.items():  # fmt: skip
+    globals()[_name] = _recipe(_doc, _body)
 
 
 def recipe_string_for_path_list(fx, d):

@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -232,7 +233,7 @@ def main() -> int:
         )
     result = {
         "round": getattr(mod, "ROUND", args.cases),
-        "command": "python scripts/audit/run.py " + " ".join(sys.argv[1:]),
+        "command": "python scripts/audit/run.py " + shlex.join(sys.argv[1:]),
         "code": code_version(),
         "python": f"Python {platform.python_version()} on {platform.platform()}",
         "cases": rows,
