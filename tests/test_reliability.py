@@ -1402,3 +1402,21 @@ def test_round_v_cases(tiny_model, quantized, demo_calib, tmp_path, cli):
         code, err = cli(*args)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
     assert folder_digest(images) == pictures and not out.exists()
+
+
+# --- audit round W -----------------------------------------------------------------------
+
+
+def test_round_w_cases(tiny_model, quantized, demo_calib, tmp_path, cli):
+    """bench --timeout -5 started an engine and stopped it at once (exit 1); --keep-fp8-kv
+    without --kld-budget was ignored (exit 0)."""
+    out = tmp_path / "o"
+    for args, says in (
+        (["bench", "--model", quantized(), "--timeout", -5, "--out", tmp_path / "b.json"],
+         "--timeout -5.0: must be at least 1"),
+        (["quantize", "--model", tiny_model, "--calib", demo_calib, "--keep-fp8-kv", "--out", out],
+         "--keep-fp8-kv: only with --kld-budget"),
+    ):  # fmt: skip
+        code, err = cli(*args)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -76,6 +76,14 @@ def recipe_case(fx, d: Path, body: str) -> Case:
     return Case(argv, out=out, inputs=[r])
 
 
+def prompts_case(fx, d: Path, name: str, body: str) -> Case:
+    """infer on the export with a prompts file holding `body`."""
+    p = text_file(d, name, body)
+    out = d / "s"
+    return Case(vq("infer", "--model", fx["export"], "--prompts", p, "--out-dir", out), out=out,
+                inputs=[p])  # fmt: skip
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 
 
@@ -525,26 +533,19 @@ def bench_same_model_twice(fx, d):
 
 def infer_prompt_empty_text(fx, d):
     """a prompts file with an empty prompt"""
-    p = text_file(d, "p.jsonl", '{"text": ""}\n')
-    out = d / "s"
-    return Case(vq("infer", "--model", fx["export"], "--prompts", p, "--out-dir", out), out=out,
-                inputs=[p])  # fmt: skip
+    return prompts_case(fx, d, "p.jsonl", '{"text": ""}\n')
 
 
 def infer_prompt_image_missing(fx, d):
     """a prompt whose image file does not exist"""
-    p = text_file(d, "p.jsonl", json.dumps({"text": "What is it?", "image": "nope.png"}) + "\n")
-    out = d / "s"
-    return Case(vq("infer", "--model", fx["export"], "--prompts", p, "--out-dir", out), out=out,
-                inputs=[p])  # fmt: skip
+    return prompts_case(
+        fx, d, "p.jsonl", json.dumps({"text": "What is it?", "image": "nope.png"}) + "\n"
+    )
 
 
 def infer_prompt_text_is_list(fx, d):
     """a prompt whose text is a list of strings"""
-    p = text_file(d, "p.jsonl", json.dumps({"text": ["a", "b"]}) + "\n")
-    out = d / "s"
-    return Case(vq("infer", "--model", fx["export"], "--prompts", p, "--out-dir", out), out=out,
-                inputs=[p])  # fmt: skip
+    return prompts_case(fx, d, "p.jsonl", json.dumps({"text": ["a", "b"]}) + "\n")
 
 
 def infer_max_tokens_zero(fx, d):
@@ -663,10 +664,3 @@ def pipeline_recipe_empty(fx, d):
     """pipeline --recipe an empty TOML file"""
     r = text_file(d, "r.toml", "")
     return Case(vq("pipeline", "--recipe", r), inputs=[r])
-
-
-CASES = [(name, fn) for name, fn in list(globals().items())
-         if callable(fn) and getattr(fn, "__module__", None) == __name__ and fn.__doc__
-         and name.split("_")[0] in {"ck", "calib", "q", "budget", "sens", "recipe", "eval",
-                                    "bench", "infer", "serve", "parity", "inspect", "report",
-                                    "make", "pipeline"}]  # fmt: skip

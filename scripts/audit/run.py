@@ -1,14 +1,14 @@
 """A hostile-input audit of the vlmquant CLI, as a careless user would drive it.
 
-Each case (scripts/audit/cases_*.py) is a function that prepares its own folder from the shared
-fixtures (the tiny model, its FP8 export, a demo calibration set, a tiny sensitivity file) and
-returns the command to run with what it promises: exit 2 with one line and no traceback, nothing
-at the output path and every input unchanged; or exit 0 and a check of the output. Every case
-runs as a separate `python -m vlmquant` process; the verdicts go to a JSON file and a page
-rendered from it.
+Each case (scripts/audit/cases_*.py) is a documented function of (fx, d) that prepares its own
+folder from the shared fixtures (the tiny model, its FP8 export, a demo calibration set, a tiny
+sensitivity file) and returns the command to run with what it promises: exit 2 with one line
+and no traceback, nothing at the output path and every input unchanged; or exit 0 and a check
+of the output. Every case runs as a separate `python -m vlmquant` process; the verdicts go to a
+JSON file and a page rendered from it.
 
     usage: python scripts/audit/run.py CASES_MODULE OUT.json [--work DIR] [--only NAME ...]
-    e.g.   python scripts/audit/run.py cases_v docs/results/audit-round-v.json
+    e.g.   python scripts/audit/run.py cases_w docs/audit/round-w.json
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -205,6 +206,14 @@ def code_version() -> str:
         return "unknown"
 
 
+def cases_of(mod) -> list:
+    """A cases module's cases, in the order it defines them: its documented functions of
+    (fx, d)."""
+    return [(name, fn) for name, fn in vars(mod).items()
+            if inspect.isfunction(fn) and fn.__module__ == mod.__name__ and fn.__doc__
+            and list(inspect.signature(fn).parameters) == ["fx", "d"]]  # fmt: skip
+
+
 def rerender(folder: Path) -> list[str]:
     """Pages in `folder` that differ from their rendering from the JSON beside them."""
     return [j.name for j in sorted(folder.glob("*.json"))
@@ -222,7 +231,7 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     mod = importlib.import_module(args.cases)
     fx = build_fixtures(args.work / "fixtures")
-    cases = [(n, f) for n, f in mod.CASES if args.only is None or n in args.only]
+    cases = [(n, f) for n, f in cases_of(mod) if args.only is None or n in args.only]
     rows = []
     for i, (name, make) in enumerate(cases, 1):
         row = run_case(name, make, fx, args.work / "cases")

@@ -111,7 +111,7 @@ class BenchConfig:
         high=4096,
     )
     image_requests: int = setting(8, "--serve: image requests per size", low=1)
-    timeout: float = setting(1800.0, "seconds one engine (start and runs) may take")
+    timeout: float = setting(1800.0, "seconds one engine (start and runs) may take", low=1)
     force: bool = setting(False, "replace an existing output file")
     resume: bool = setting(
         False,

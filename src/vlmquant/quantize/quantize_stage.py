@@ -151,6 +151,11 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
             "--kld-budget needs --sensitivity FILE (and the reverse); measure one first: "
             f"vlmquant sensitivity --base {cfg.model} --calib {cfg.calib} --out sens.json"
         )
+    if cfg.keep_fp8_kv and cfg.kld_budget is None:
+        raise BadInput(
+            "--keep-fp8-kv: only with --kld-budget (it keeps the budget's chooser from turning "
+            "the FP8 KV cache off); without a budget the KV cache is what --kv-cache-qformat says"
+        )
     if cfg.kld_budget is not None and cfg.scope != "lm":
         raise BadInput("--kld-budget works on --scope lm (sensitivity measures the language model)")
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
