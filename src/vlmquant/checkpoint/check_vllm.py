@@ -182,7 +182,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
 
     # every FP8 weight with its scale, FP8 weights where the config says FP8, KV scales only
     # where it names a KV-cache format
-    wrong = scale_problems(checkpoint, config)
+    wrong = scale_problems(checkpoint)
     if wrong:
         findings.append(
             Finding(

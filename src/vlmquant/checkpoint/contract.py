@@ -180,7 +180,7 @@ def check_checkpoint(path: Path | None, flag: str, want: Want = "any") -> dict[s
             raise BadInput(
                 f"{path}: {differ}; the export is damaged: re-export it with `vlmquant quantize`"
             )
-        wrong = scale_problems(path, config)
+        wrong = scale_problems(path)
         if wrong:
             more = f" (+{len(wrong) - 1} more)" if len(wrong) > 1 else ""
             raise BadInput(
@@ -251,24 +251,19 @@ def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
     return None
 
 
-def scale_problems(path: Path, config: dict[str, Any]) -> list[str]:
+def scale_problems(path: Path) -> list[str]:
     """What an export's weights and its quantization config disagree on: an FP8 weight without
     its weight_scale (the loaders stop on it, or read the codes unscaled), a config that says
     FP8 over weights with no FP8 tensor (a BF16 checkpoint with an export's config copied in),
     and k/v cache scales where the config names no KV-cache format (vLLM would run a BF16
     cache and drop them)."""
-    from vlmquant.engine.args import config_quant_info
+    from vlmquant.engine.args import quant_info
 
     stored = {hub_name(t.name): t for t in tensors(path)}
     fp8 = [n for n, t in sorted(stored.items()) if t.dtype in FP8_DTYPES]
     wrong = [f"{n} is stored FP8 without its weight_scale" for n in fp8
              if n.endswith(".weight") and n + "_scale" not in stored]  # fmt: skip
-    f = path / "hf_quant_config.json"
-    if f.is_file():
-        record = read_json(f)
-        info = record.get("quantization", {}) if isinstance(record, dict) else {}
-    else:
-        info = config_quant_info(config.get("quantization_config")) or {}
+    info = quant_info(path) or {}
     if "FP8" in str(info.get("quant_algo") or "") and not fp8:
         wrong.append(
             f"the quantization config says {info['quant_algo']}, but no tensor is stored in FP8 "
