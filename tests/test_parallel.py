@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vlmquant.engine.args import tensor_parallel_problems
+from vlmquant.checkpoint.quant import tensor_parallel_problems
 
 
 def _config(shape: str) -> dict:

@@ -320,7 +320,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
             )
         )
 
-    from vlmquant.engine.args import tensor_parallel_problems
+    from vlmquant.checkpoint.quant import tensor_parallel_problems
 
     if tensor_parallel_size > 1:
         problems = tensor_parallel_problems(config, tensor_parallel_size)

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, require_checkpoint, tensors
 from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
+from vlmquant.checkpoint.quant import is_quantized
 from vlmquant.core.errors import BadInput
-from vlmquant.engine.args import is_quantized
 
 Want = Literal["bf16", "quantized", "any"]
 FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
@@ -232,7 +232,7 @@ def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
     """An export states its format twice, in hf_quant_config.json and in config.json's
     quantization_config; vLLM reads config.json first, this project hf_quant_config.json: what
     they disagree on, or None."""
-    from vlmquant.engine.args import config_quant_info
+    from vlmquant.checkpoint.quant import config_quant_info
 
     f = path / "hf_quant_config.json"
     in_config = config_quant_info(config.get("quantization_config"))
@@ -257,7 +257,7 @@ def scale_problems(path: Path) -> list[str]:
     FP8 over weights with no FP8 tensor (a BF16 checkpoint with an export's config copied in),
     and k/v cache scales where the config names no KV-cache format (vLLM would run a BF16
     cache and drop them)."""
-    from vlmquant.engine.args import quant_info
+    from vlmquant.checkpoint.quant import quant_info
 
     stored = {hub_name(t.name): t for t in tensors(path)}
     fp8 = [n for n, t in sorted(stored.items()) if t.dtype in FP8_DTYPES]

@@ -269,7 +269,7 @@ def load_emulated(
 
     check_finite(model, checkpoint, "checkpoint")  # NaN weights give NaN "fidelity" numbers
     precision: dict[str, str] = {}
-    from vlmquant.engine.args import is_quantized
+    from vlmquant.checkpoint.quant import is_quantized
 
     state = load_state(checkpoint) if is_quantized(checkpoint) else {}
     for name, module in list(model.named_modules()):
@@ -306,7 +306,7 @@ def _text_model(model: nn.Module) -> nn.Module:
 
 def fp8_kv_cache(checkpoint: Path) -> bool:
     """Whether the export asks for an FP8 KV cache (hf_quant_config's kv_cache_quant_algo)."""
-    from vlmquant.engine.args import quant_info
+    from vlmquant.checkpoint.quant import quant_info
 
     return (quant_info(checkpoint) or {}).get("kv_cache_quant_algo") == "FP8"
 

@@ -24,12 +24,13 @@ from typing import Any
 
 from vlmquant.checkpoint import check_vllm
 from vlmquant.checkpoint.contract import check_checkpoint, check_made_from, check_quantization
+from vlmquant.checkpoint.quant import is_quantized
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
 from vlmquant.core.runinfo import RunRecord
-from vlmquant.engine.args import engine_kwargs, is_quantized
+from vlmquant.engine.args import engine_kwargs
 from vlmquant.engine.worker import run_worker
 from vlmquant.prompts import Prompt, drawable, load_prompts
 

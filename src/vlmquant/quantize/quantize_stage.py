@@ -245,7 +245,7 @@ def run(cfg: QuantizeConfig) -> Path:
     check_output(out, cfg.force, stage="quantize")
     choice = None
     if cfg.kld_budget is not None:
-        from vlmquant.sensitivity import budget
+        from vlmquant.quantize import budget
 
         sens = budget.load(cfg.sensitivity, cfg.model, cfg.qformat, cfg.kv_cache_qformat)
         choice = budget.choose(sens, cfg.kld_budget, cfg.keep_fp8_kv)

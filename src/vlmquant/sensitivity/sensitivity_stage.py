@@ -14,7 +14,7 @@ The measure is "only this unit FP8" rather than "only this unit BF16": each cost
 against an exactly-zero reference (all BF16 is the base itself), costs of small perturbations
 add up, and their sum can be checked against the KLD of the whole export, which is measured
 too (`additivity` = measured / sum of costs), as is the export with a BF16 KV cache; `quantize
---kld-budget` predicts a mix's KLD from those measured anchors (`vlmquant.sensitivity.budget`).
+--kld-budget` predicts a mix's KLD from those measured anchors (`vlmquant.quantize.budget`).
 
 Writes one JSON: the units with their modules, weight bytes FP8 saves, cost (KLD mean) and
 top-1 agreement, the whole export's and the all-linears-FP8-with-BF16-KV numbers, the eval set,
@@ -145,7 +145,7 @@ def recipe_of(export: Path) -> tuple[str, str]:
     """(--qformat, --kv-cache-qformat) of an export, read from its files (so a measured
     `--quantized` is recorded as what it is, not as the flags' defaults)."""
     from vlmquant.checkpoint.headers import tensors
-    from vlmquant.engine.args import quant_info
+    from vlmquant.checkpoint.quant import quant_info
 
     quant = quant_info(export) or {}
     qformat = {"FP8": "fp8", "FP8_PER_CHANNEL_PER_TOKEN": "fp8_per_channel_per_token"}.get(
@@ -197,7 +197,7 @@ def run(cfg: SensitivityConfig) -> Path:
 
     from vlmquant.eval import data, emulate
     from vlmquant.eval.eval_stage import resolve_kernels
-    from vlmquant.sensitivity.units import KV_UNIT, Switchboard, Unit, units_of
+    from vlmquant.quantize.units import KV_UNIT, Switchboard, Unit, units_of
 
     record = RunRecord("sensitivity", cfg)
     work = cfg.out.parent / f".{cfg.out.stem}-work"
@@ -232,7 +232,7 @@ def run(cfg: SensitivityConfig) -> Path:
             board.set_kv(False)
             linears_only = scorer.score()
         identity = weights_identity(cfg.base)
-        from vlmquant.engine.args import quant_info
+        from vlmquant.checkpoint.quant import quant_info
 
         quant_cfg = json.dumps(quant_info(export))
         qformat, kv_format = recipe_of(export)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.errors import BadInput
-from vlmquant.sensitivity.units import KV_UNIT
+from vlmquant.quantize.units import KV_UNIT
 
 
 def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> di
 def disable_entries(choice: dict[str, Any]) -> list[dict[str, Any]]:
     """ModelOpt quant_cfg entries that keep the chosen linear units unquantized; export then
     lists them in `exclude_modules`, so vLLM runs them BF16."""
-    from vlmquant.sensitivity.units import modelopt_patterns
+    from vlmquant.quantize.units import modelopt_patterns
 
     entries = []
     for k in choice["kept_bf16"]:
@@ -174,7 +174,7 @@ def measure(
 def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
     """Name in the precision map every module kept BF16 by the budget, with the cost that put
     it there."""
-    from vlmquant.sensitivity.units import GROUPS
+    from vlmquant.quantize.units import GROUPS
 
     for k in choice["kept_bf16"]:
         if k["unit"] == KV_UNIT:
