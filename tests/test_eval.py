@@ -247,7 +247,10 @@ def test_per_sample_sums_pair_two_exports_on_the_same_samples(
     """eval records each sample's sums, so two exports on the same set pair up: the FP8 KV
     cache's added KLD (hf_ptq against its BF16-KV twin) is the difference of the two means, and
     a recipe paired with its own copy has the ratio 1 with no spread."""
-    from vlmquant.eval import compare, paired
+    import dataclasses
+
+    from vlmquant.eval import compare, paired, recipes_render
+    from vlmquant.results.recipes import Recipes
 
     rows = []
     for name, flags in (("hf_ptq", ()), ("bf16kv", ("--kv-cache-qformat", "none"))):
@@ -256,18 +259,19 @@ def test_per_sample_sums_pair_two_exports_on_the_same_samples(
         shutil.move(sorted(tmp_path.glob("eval_*.json"))[-1], out)
         rows.append(compare.collect_one(name, quantized(*flags), out))
     for r in rows:
-        t = r["fidelity"]["text"]
-        per = t["per_sample"]
-        assert per["fields"] == ["tokens", "kld", "nll_base", "nll_quant"]
-        assert len(per["rows"]) == t["samples"] and sum(s[0] for s in per["rows"]) == t["tokens"]
-        assert sum(s[1] for s in per["rows"]) / t["tokens"] == pytest.approx(t["kld_mean"])
-    copy = {**rows[0], "recipe": "hf_ptq_again"}
-    assert rows[0]["calib_sha256"] and rows[0]["calib_sha256"] == rows[1]["calib_sha256"]
-    other_set = {**rows[0], "recipe": "other_calib", "calib_sha256": "0" * 64}  # no twin
+        t = r.fidelity.text
+        per = t.per_sample
+        assert per.fields == ["tokens", "kld", "nll_base", "nll_quant"]
+        assert len(per.rows) == t.samples and sum(s[0] for s in per.rows) == t.tokens
+        assert sum(s[1] for s in per.rows) / t.tokens == pytest.approx(t.kld_mean)
+    copy = dataclasses.replace(rows[0], recipe="hf_ptq_again")
+    assert rows[0].calib_sha256 and rows[0].calib_sha256 == rows[1].calib_sha256
+    other_set = dataclasses.replace(rows[0], recipe="other_calib", calib_sha256="0" * 64)
     (ref, again) = paired.kv_costs([rows[0], copy, other_set, rows[1]])
-    a, b = (r["fidelity"]["text"]["kld_mean"] for r in rows)
+    a, b = (r.fidelity.text.kld_mean for r in rows)
     assert ref["twin"] == "bf16kv" and ref["added_kld"] == pytest.approx(a - b)
     lo, hi = ref["added_kld_ci95"]
     assert lo <= ref["added_kld"] <= hi and lo < hi
     assert again["ratio"] == pytest.approx(1.0) and again["ratio_ci95"] == pytest.approx([1, 1])
-    assert "## What the FP8 KV cache adds (paired)" in compare.render({"recipes": rows})
+    page = recipes_render.render(Recipes(recipes=rows))
+    assert "## What the FP8 KV cache adds (paired)" in page

@@ -1,6 +1,6 @@
 """The package's layering, read from the source: no import cycles between modules or between
 vlmquant's sub-packages (function-level imports count too), and the neutral packages (core,
-checkpoint, engine) import no stage."""
+results, checkpoint, engine) import no stage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-NEUTRAL = {"vlmquant.core": set(), "vlmquant.checkpoint": {"vlmquant.core"}}
-NEUTRAL["vlmquant.engine"] = {"vlmquant.core", "vlmquant.checkpoint", "vlmquant.prompts"}
+NEUTRAL = {
+    "vlmquant.core": set(),
+    "vlmquant.results": {"vlmquant.core"},
+    "vlmquant.checkpoint": {"vlmquant.core", "vlmquant.results"},
+    "vlmquant.engine": {
+        "vlmquant.core",
+        "vlmquant.checkpoint",
+        "vlmquant.prompts",
+        "vlmquant.results",
+    },
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -35,8 +35,6 @@ out = "{m}/runs/fp8_fp8_demo/fidelity.json"
 vllm = false
 max_samples = 6
 image_samples = 2
-[report]
-check_vllm = false
 """)
         return path
 

@@ -42,7 +42,7 @@ def test_checkpoint_is_the_trained_model_with_qwen_vl_tokens(trained_model):
 
 
 def test_report_names_the_model_its_licence_and_the_random_vision_tower(trained_model, tiny_model):
-    from vlmquant.report.report_stage import provenance
+    from vlmquant.report.variant import provenance
 
     lines = provenance(trained_model, tiny_model)
     assert PRESET.source in lines[0] and PRESET.license in lines[0]

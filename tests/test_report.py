@@ -43,7 +43,7 @@ def model_root(tmp_path_factory, tiny_model, quantized):
 
 
 def test_every_section_is_there(model_root):
-    from vlmquant.report.report_stage import SECTIONS
+    from vlmquant.report.variant import SECTIONS
 
     text = (model_root / "reports" / "report-fp8_fp8_demo.md").read_text()
     headings = re.findall(r"^## (.+)$", text, re.M)
@@ -58,9 +58,12 @@ def test_numbers_equal_the_json(model_root):
     text_row = next(line for line in text.splitlines() if line.startswith("| text |"))
     cells = [c.strip() for c in text_row.strip("|").split("|")]
     g = fid["groups"]["text"]
-    assert cells[1:] == [str(g["tokens"])] + [
-        f"{g[k]:.4g}" for k in ("ppl_ratio", "kld_mean", "kld_p99", "kld_max", "top1_agreement")
-    ]
+    from vlmquant.eval.render import GROUP_COLUMNS
+
+    assert cells[1] == str(g["tokens"])
+    for column, cell in zip(GROUP_COLUMNS[1:], cells[2:], strict=True):
+        v = g[column]
+        assert cell == (f"{v:.4g}" if isinstance(v, float) else f"[{v[0]:.4g}, {v[1]:.4g}]")
     for w in fid["worst_layers"]:
         assert f"| {w['module']} | {w['activation_error']:.4f} | {w['weight_error']:.4f} |" in text
     size = summarize(model_root / "quantized" / "fp8_fp8_demo")["safetensors_gib"]
@@ -106,11 +109,12 @@ def test_no_quantized_variant_is_bad_input(tmp_path, cli):
 def test_performance_section_reads_the_bench_json_goals_included():
     from pathlib import Path
 
-    from vlmquant.report.report_stage import performance
+    from vlmquant.bench.render import report_section
+    from vlmquant.results.bench import BenchResult
 
     src = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench-3b-h200.json"
     bench = json.loads(src.read_text())
-    text = "\n".join(performance(bench, "fp8_fp8_demo"))
+    text = "\n".join(report_section(BenchResult.read(src), "fp8_fp8_demo"))
     (key,) = bench["ratios"]
     measured = bench["ratios"][key]["single_stream_tok_s"]
     assert f"| {key} | single-stream decode tok/s | >= 1.5x | {measured:.2f}x |" in text
@@ -124,7 +128,8 @@ def test_performance_section_shows_only_its_variant_and_the_baseline():
     import copy
     from pathlib import Path
 
-    from vlmquant.report.report_stage import performance
+    from vlmquant.bench.render import report_section
+    from vlmquant.results.bench import BenchResult
 
     src = Path(__file__).resolve().parents[1] / "docs" / "results" / "bench-3b-h200.json"
     bench = json.loads(src.read_text())
@@ -136,7 +141,7 @@ def test_performance_section_shows_only_its_variant_and_the_baseline():
     bench["ratios"][key.replace("fp8_fp8_demo", "fp8_fp8_demo_vlm", 1)] = {
         "single_stream_tok_s": 0.001
     }
-    text = "\n".join(performance(bench, "fp8_fp8_demo"))
+    text = "\n".join(report_section(BenchResult.parse(bench), "fp8_fp8_demo"))
     assert "fp8_fp8_demo_vlm" not in text and "0.00x" not in text
     assert "| fp8_fp8_demo [" in text and "Speed goals:" in text
 

@@ -80,9 +80,10 @@ def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
             assert unit in pmap["modules"][name]["kept_bf16_by"]
     assert cli("check-vllm", out)[0] == 0
     # the report's PTQ section names each unit kept BF16 with its cost (from run.json)
-    from vlmquant.report.report_stage import budget_lines
+    from vlmquant.quantize.render import budget_lines
+    from vlmquant.results.quantize import QuantizeRun
 
-    lines = "\n".join(budget_lines(json.loads((out / "run.json").read_text())["kld_budget"]))
+    lines = "\n".join(budget_lines(QuantizeRun.read(out / "run.json").kld_budget))
     assert all(f"`{unit}`, cost KLD" in lines for unit in kept)
     # everything not kept is still FP8
     fp8 = {n for n, m in pmap["modules"].items() if m["precision"] == "FP8_E4M3"}
@@ -109,7 +110,7 @@ def test_bad_budget_inputs(sens, tiny_model, demo_calib, tmp_path, cli):
         (["--kld-budget", "0", "--sensitivity", sens], "must be above 0"),
         (["--kld-budget", "0.01", "--sensitivity", other], "another model"),
         (["--kld-budget", "0.01", "--sensitivity", pcpt], "measured for --qformat"),
-        (["--kld-budget", "0.01", "--sensitivity", junk], "not a sensitivity file"),
+        (["--kld-budget", "0.01", "--sensitivity", junk], "not a vlmquant.sensitivity/1 result"),
         (["--kld-budget", "0.01", "--sensitivity", tmp_path / "none.json"], "no such file"),
         (["--kld-budget", floor * 0.5, "--sensitivity", sens, "--keep-fp8-kv"], "below what"),
         # met only by keeping every unit BF16: ModelOpt had nothing to quantize (a traceback)

@@ -68,6 +68,7 @@ import json, sys
 from pathlib import Path
 from vlmquant.engine.args import engine_kwargs
 from vlmquant.engine.worker import run_worker
+from vlmquant.results.infer import Generation
 q, res = Path(sys.argv[1]), Path(sys.argv[2])
 prompts = [{"text": "Describe a cute animal in one sentence."},
            {"text": "What shape is in this picture and what colour is it?", "image": "red_circle"}]
@@ -79,10 +80,10 @@ for name in ("fp8_fp8_demo", "fp8_fp8_demo_vlm"):
     try:
         r = run_worker(spec, res / f"vllm_{name}")
         print(name, r["used"], r["load_s"], [x["response"][:60] for x in r["results"]])
+        (res / f"vllm_{name}.json").write_text(Generation.dumps(r))
     except Exception as e:  # keep going: the record says what failed
-        r = {"error": str(e)[-3000:]}
+        (res / f"vllm_{name}.failed.txt").write_text(str(e)[-3000:])
         print(name, "FAILED", str(e)[-1500:])
-    (res / f"vllm_{name}.json").write_text(json.dumps(r, indent=2))
 PY
 step pack
 tar -czf "$out/quantize-3b.tar.gz" -C "$w" results

@@ -10,29 +10,30 @@ written) and `conclusion`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from vlmquant.bench.render import _name, image_table, profile_lines, step_breakdown
+from vlmquant.bench.profile_render import profile_lines, step_breakdown
+from vlmquant.bench.render import image_table
 from vlmquant.core.markdown import counts_text
+from vlmquant.results.bench import BenchResult
 
 CATEGORIES = ("gemm", "attention", "fused elementwise (triton)")
 
 
 def render(spec: dict[str, Any], base: Path) -> str:
     attempts = spec["attempt"]
-    loaded = [json.loads((base / a["json"]).read_text()) for a in attempts]
-    run = loaded[0]["run"]
+    loaded = [BenchResult.read(base / a["json"]) for a in attempts]
+    run = loaded[0].run
     versions = ", ".join(
-        f"{k} {v}" for k, v in run["versions"].items() if k in ("torch", "vllm", "transformers")
+        f"{k} {v}" for k, v in run.versions.items() if k in ("torch", "vllm", "transformers")
     )
     lines = [
         f"# {spec['title']}",
         "",
-        f"- card: {loaded[0]['card']}; all attempts on this card, one session",
-        f"- versions: {versions}; code: {run['git_revision']}",
-        f"- command of the first run: `{' '.join(run['command'])}`",
+        f"- card: {loaded[0].card}; all attempts on this card, one session",
+        f"- versions: {versions}; code: {run.git_revision}",
+        f"- command of the first run: `{' '.join(run.command)}`",
         "",
         *([spec["intro"].strip(), ""] if spec.get("intro") else []),
         "## Every engine",
@@ -46,13 +47,13 @@ def render(spec: dict[str, Any], base: Path) -> str:
         "|---|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|",
     ]
     for a, data in zip(attempts, loaded, strict=True):
-        for r in data["results"]:
+        for r in data.results:
             head = (
-                f"| {a['name']} | {_name(r)} | {r['single_stream']['tok_s']:.1f} "
-                f"| {100 * r['roofline_fraction']:.0f}% | "
+                f"| {a['name']} | {r.label} | {r.single_stream.tok_s:.1f} "
+                f"| {100 * r.roofline_fraction:.0f}% | "
             )
-            if not r.get("profile"):
-                step = 1e6 * r["single_stream"]["tpot_s"]["median"]
+            if not r.profile:
+                step = 1e6 * r.single_stream.tpot_s.median
                 lines.append(head + f"{step:.0f} |" + " - |" * (3 + len(CATEGORIES)))
                 continue
             b = step_breakdown(r)
@@ -72,18 +73,17 @@ def render(spec: dict[str, Any], base: Path) -> str:
             f"- result: {a['json']}",
             f"- conclusion: {a['conclusion']}",
         ]
-        for r in data["results"]:
-            picked = r.get("used", {}).get("kernels")
-            if picked:
-                lines.append(f"- kernels vLLM picked, {_name(r)}: {counts_text(picked)}")
-        if any("image_prefill_s" in r for r in data["results"]):
-            cfg = data["run"]["config"]
+        for r in data.results:
+            if r.used.kernels:
+                lines.append(f"- kernels vLLM picked, {r.label}: {counts_text(r.used.kernels)}")
+        if any(r.image_prefill_s is not None for r in data.results):
+            cfg = data.run.config
             lines += [
                 "",
                 f"Image prompt, `{cfg['image']}` drawn {cfg.get('image_size', 112)} px square, "
                 "one output token (a different pixel per request, so no encoder-cache hits):",
                 "",
-                *image_table(data["results"]),
+                *image_table(data.results),
             ]
-        lines += profile_lines(data["results"])
+        lines += profile_lines(data.results)
     return "\n".join(lines) + "\n"

@@ -40,9 +40,10 @@ from vlmquant.bench.spread import merge_starts
 from vlmquant.checkpoint.headers import tensors
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, write_text_atomic
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.prompts import drawable
+from vlmquant.results.bench import BenchResult, ServeResult
 
 
 @dataclasses.dataclass
@@ -369,7 +370,7 @@ def run(cfg: BenchConfig) -> Path:
             "ratios": ratios(results),
             "run": record.data(),
         }
-        write_text_atomic(cfg.out if complete else partial_path(cfg.out), dump_json(data))
+        write_text_atomic(cfg.out if complete else partial_path(cfg.out), BenchResult.dumps(data))
 
     extra, extra_env = checked.engine_args, checked.engine_env
     suffix = "".join(f", {k}={json.dumps(v)}" for k, v in extra.items()) + "".join(
@@ -517,7 +518,7 @@ def run_serve(cfg: BenchConfig, device: str, bandwidth: float, record, work: Pat
             **(extra or {}),
             "run": record.data(),
         }
-        write_text_atomic(cfg.out if extra else partial_path(cfg.out), dump_json(data))
+        write_text_atomic(cfg.out if extra else partial_path(cfg.out), ServeResult.dumps(data))
 
     with record.timed("serve"):
         result = run_serve_bench(cfg, work, save)

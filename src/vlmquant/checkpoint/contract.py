@@ -441,10 +441,21 @@ def weights_identity(path: Path) -> dict[str, str]:
     return dict(_IDENTITIES[stamp])
 
 
-def export_record(export: Path) -> dict[str, Any]:
+def export_record(export: Path):
+    """The run.json quantize wrote in `export` (`results.quantize.QuantizeRun`), or None for a
+    checkpoint without one (an export another tool made, or a make-tiny checkpoint, whose
+    run.json is make-tiny's); a run.json of no known schema is bad input."""
+    from vlmquant.core.typed import SCHEMA_KEY
+    from vlmquant.results.quantize import QuantizeRun
+
     run = export / "run.json"
-    data = read_json(run) if run.is_file() else {}
-    return data if isinstance(data, dict) else {}
+    if not run.is_file():
+        return None
+    data = read_json(run)
+    tag = data.get(SCHEMA_KEY) if isinstance(data, dict) else None
+    if isinstance(tag, str) and tag.startswith("vlmquant.") and tag != QuantizeRun.schema():
+        return None  # another stage's record (make-tiny writes one beside its checkpoint)
+    return QuantizeRun.read(run)
 
 
 def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
@@ -453,9 +464,9 @@ def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
     weights (another fine-tune, another seed) gives numbers for neither. Exports without the
     record are taken as they are."""
     record = export_record(export)
-    recorded = record.get("source_identity")
+    recorded = record.source_identity if record else None
     if recorded and recorded != weights_identity(base):
-        made_from = record.get("config", {}).get("model", "?")
+        made_from = record.config.get("model", "?")
         raise BadInput(
             f"{flag} {base}: not the checkpoint {export} was quantized from (its config or "
             f"weights differ from those quantize recorded; it was made from {made_from}); pass "
@@ -466,7 +477,8 @@ def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
 def check_calibrated_on(export: Path, calib: Path) -> None:
     """eval's --calib names the set held out of its text: it must be the export's own
     calibration set (run.json records the file quantize read and its sha256)."""
-    recorded = export_record(export).get("inputs", {}).get("calib") or {}
+    record = export_record(export)
+    recorded = (record.inputs.get("calib") if record else None) or {}
     if not recorded.get("sha256"):
         return
     read = Path(recorded["path"])

@@ -71,5 +71,7 @@ def run(cfg: InspectConfig) -> Path:
         print(json.dumps(d, indent=2) if cfg.json else render_diff(d))
         return cfg.checkpoint
     summary = summarize(cfg.checkpoint)
-    print(json.dumps(summary, indent=2) if cfg.json else render(summary))
+    from vlmquant.results.checkpoint import Inspect
+
+    print(Inspect.dumps(summary).rstrip() if cfg.json else render(summary))
     return cfg.checkpoint

@@ -7,7 +7,6 @@ identical token ids (and pixels).
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from importlib import resources
@@ -42,14 +41,15 @@ def held_out_captions(calib: Path | None) -> list[str]:
             f"--calib {calib}: no calibration set with a manifest there; pass the "
             ".txt that `vlmquant calib` wrote, or omit --calib"
         )
-    manifest = json.loads(manifest_path.read_text())
-    source = manifest["source"]
-    if source["kind"] == "demo":
+    from vlmquant.results.calib import Manifest
+
+    source = Manifest.read(manifest_path).source
+    if source.kind == "demo":
         captions = build.demo_captions()
-    elif source["kind"] == "coco" and Path(source["path"]).is_file():
-        captions = build.coco_captions(Path(source["path"]))
-    elif source["kind"] == "hf-dataset" and Path(source["path"]).exists():
-        captions = build.hf_captions(Path(source["path"]), source.get("text_column", "caption"))
+    elif source.kind == "coco" and source.path and Path(source.path).is_file():
+        captions = build.coco_captions(Path(source.path))
+    elif source.kind == "hf-dataset" and source.path and Path(source.path).exists():
+        captions = build.hf_captions(Path(source.path), source.text_column or "caption")
     else:
         return []
     used = set(calib.read_text().splitlines())

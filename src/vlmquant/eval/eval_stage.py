@@ -30,9 +30,10 @@ from typing import Any
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, write_text_atomic
 from vlmquant.core.quiet import library_output
 from vlmquant.core.runinfo import RunRecord
+from vlmquant.results.eval import EvalResult
 
 WORST = 10
 # Top-1 agreement between two FP8 implementations is only well posed where the top-1 is clear:
@@ -386,7 +387,7 @@ def run(cfg: EvalConfig) -> Path:
         "vllm": vllm,
     }
     result["run"] = record.data()
-    write_text_atomic(cfg.out, dump_json(result))
+    write_text_atomic(cfg.out, EvalResult.dumps(result))
     # the summary names the groups measured: an image-only eval (--max-samples 0) has no text
     measured = {g: v for g, v in result["groups"].items() if v.get("tokens")}
     counts = {g: len(stats[g]) for g in measured}

@@ -15,33 +15,36 @@ its ratio to the first recipe's (hf_ptq's) says whether another way of choosing 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
+
+from vlmquant.results.recipes import RecipeRow
 
 RESAMPLES = 1000
 HALF = 0.5  # the goal: at least halve what the FP8 KV cache adds
 
 
-def _samples(row: dict[str, Any]) -> list[list[float]] | None:
-    per = row["fidelity"]["text"].get("per_sample")
-    return per["rows"] if per else None
+def _samples(row: RecipeRow) -> list[list[float]] | None:
+    per = row.fidelity.text.per_sample
+    return per.rows if per else None
 
 
-def _signature(row: dict[str, Any]) -> tuple:
+def _signature(row: RecipeRow) -> tuple:
     """What a recipe's linears are made of, the calibration set included: its twin has the same."""
-    return (row["quant_algo"], repr(sorted(row["calibration"].items())), row.get("calib_sha256"),
-            tuple(sorted(row["exclude_modules"])))  # fmt: skip
+    return (row.quant_algo, dataclasses.astuple(row.calibration), row.calib_sha256,
+            tuple(sorted(row.exclude_modules)))  # fmt: skip
 
 
-def twins(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def twins(rows: list[RecipeRow]) -> list[tuple[RecipeRow, RecipeRow]]:
     """(recipe with an FP8 KV cache, its BF16-KV twin) for every recipe that has one measured on
     the same samples (the same token count per sample)."""
     pairs = []
     for r in rows:
-        if not r["kv_cache_quant_algo"] or _samples(r) is None:
+        if not r.kv_cache_quant_algo or _samples(r) is None:
             continue
         for t in rows:
-            if (t["kv_cache_quant_algo"] is None and _signature(t) == _signature(r)
+            if (t.kv_cache_quant_algo is None and _signature(t) == _signature(r)
                     and _samples(t) is not None
                     and [s[0] for s in _samples(t)] == [s[0] for s in _samples(r)]):  # fmt: skip
                 pairs.append((r, t))
@@ -54,7 +57,7 @@ def _interval(values: list[float]) -> list[float]:
     return [v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]]
 
 
-def kv_costs(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+def kv_costs(rows: list[RecipeRow], seed: int = 0) -> list[dict[str, Any]]:
     """Per recipe with a twin: the KLD its FP8 KV cache adds (mean over all tokens, as the
     table's KLD), a 95% paired-bootstrap interval, and the ratio to the first pair's added
     KLD with its interval (the same resamples for every pair)."""
@@ -65,7 +68,7 @@ def kv_costs(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     picks = [list(range(n))] + [rng.choices(range(n), k=n) for _ in range(RESAMPLES)]
 
-    def added(r: dict[str, Any], t: dict[str, Any]) -> list[float]:
+    def added(r: RecipeRow, t: RecipeRow) -> list[float]:
         a, b = _samples(r), _samples(t)
         out = []
         for pick in picks:
@@ -82,11 +85,11 @@ def kv_costs(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
         ratios = [c / d for c, d in zip(cost[1:], ref[1:], strict=True) if d > 0]
         result.append(
             {
-                "recipe": r["recipe"],
-                "twin": t["recipe"],
+                "recipe": r.recipe,
+                "twin": t.recipe,
                 "added_kld": cost[0],
                 "added_kld_ci95": _interval(cost[1:]),
-                "ratio_to": pairs[0][0]["recipe"],
+                "ratio_to": pairs[0][0].recipe,
                 "ratio": cost[0] / ref[0] if ref[0] > 0 else None,
                 "ratio_ci95": _interval(ratios) if len(ratios) > RESAMPLES // 2 else None,
                 "samples": n,
@@ -95,7 +98,7 @@ def kv_costs(rows: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
     return result
 
 
-def section(rows: list[dict[str, Any]]) -> list[str]:
+def section(rows: list[RecipeRow]) -> list[str]:
     """The page's section: nothing when no recipe has a measured twin."""
     costs = kv_costs(rows)
     if not costs:

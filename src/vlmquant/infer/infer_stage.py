@@ -28,11 +28,12 @@ from vlmquant.checkpoint.quant import is_quantized
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.core.markdown import table_cell
-from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.engine.args import engine_kwargs
 from vlmquant.engine.worker import run_worker
 from vlmquant.prompts import Prompt, drawable, load_prompts
+from vlmquant.results.infer import Compare, InferRun
 
 
 @dataclasses.dataclass
@@ -267,7 +268,7 @@ def run(cfg: InferConfig) -> Path:
     prompts = validate(cfg)
     for path in filter(None, (cfg.model, cfg.compare)):
         verdict = check_vllm.check(path)
-        if not verdict["ok"]:
+        if not verdict.ok:
             raise BadInput(check_vllm.failure_line(verdict))
     record = RunRecord("infer", cfg)
     with atomic_dir(cfg.out_dir, cfg.force) as tmp:
@@ -300,14 +301,14 @@ def run(cfg: InferConfig) -> Path:
             with record.timed("engine_base"):
                 base = run_worker(engine_spec(cfg, cfg.compare, prompts), tmp / "engine_base")
             cmp = comparison(result, base)
-            (tmp / "compare.json").write_text(dump_json(cmp))
+            (tmp / "compare.json").write_text(Compare.dumps(cmp))
             (tmp / "compare.md").write_text(compare_markdown(cmp))
             record.extra["compare"] = {k: cmp[k] for k in ("base", "identical", "prompts")}
             record.extra["base_result"] = {
                 k: base[k]
                 for k in ("model", "used", "load_s", "generate_s", "output_tokens", "tokens_per_s")
             }
-        (tmp / "run.json").write_text(dump_json(record.data()))
+        (tmp / "run.json").write_text(InferRun.dumps(record.data()))
     print(
         f"infer: {len(prompts)} samples from {cfg.model} -> {cfg.out_dir}"
         + (

@@ -26,14 +26,15 @@ import sys
 from pathlib import Path
 
 from vlmquant.checkpoint.diff import diff_checkpoints, render_diff
-from vlmquant.checkpoint.headers import read_json
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.parity import run_hf_ptq
 from vlmquant.quantize import calibration, qconfig, quantize_stage
+from vlmquant.results.quantize import QuantizeRun
+from vlmquant.results.runs import ParityRun
 
 ENV_HF_PTQ = "VLMQUANT_HF_PTQ"
 DEFAULT_HF_PTQ = Path("extern/Model-Optimizer")
@@ -167,18 +168,18 @@ def run(cfg: ParityConfig) -> Path:
             ours = quantize_stage.run(_quantize_config(cfg, tmp / "vlmquant", batch))
         with record.timed("diff"):
             d = diff_checkpoints(tmp / "hf_ptq", ours)
-        ours_run = read_json(ours / "run.json")
+        ours_run = QuantizeRun.read(ours / "run.json")
         d.update(a=str(out / "hf_ptq"), b=str(out / "vlmquant"))
         record.extra = {
             "device": device,
             "hf_ptq_folder": str(folder),
             "batch_size": {
                 "hf_ptq": upstream_batch,
-                "vlmquant": ours_run["calibration"]["batch_size"],
+                "vlmquant": ours_run.calibration.batch_size,
             },
             "diff": d,
         }
         os.replace(log, tmp / "hf_ptq.log")
-        (tmp / "parity.json").write_text(dump_json(record.data()))
+        (tmp / "parity.json").write_text(ParityRun.dumps(record.data()))
     print(render_diff(d))
     return out

@@ -1,6 +1,5 @@
-"""Render parity.json files (`vlmquant parity`) as one markdown page.
-
-    vlmquant report --results FOLDER   (renders this page, see vlmquant.report.results)
+"""parity's renderer: parity.json files (`vlmquant parity`) as one results page, under
+`vlmquant report --results`.
 
 One row per run: the model, device, calibration settings, the batch each side used, the tensors
 compared and how many were bit-identical, the config verdict; then every tensor that differed.
@@ -11,29 +10,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from vlmquant.core.markdown import table_cell
+from vlmquant.results.runs import ParityRun
 
 
-def _row(name: str, r: dict[str, Any]) -> str:
-    c, d = r["config"], r["diff"]
-    t = d["tensors"]
-    configs = "equal" if not any(d["configs"].values()) else "differ"
+def _row(name: str, r: ParityRun) -> str:
+    c, d = r.config, r.diff
+    t = d.tensors
+    configs = "equal" if not any(d.configs.values()) else "differ"
     return (
-        f"| {name} | {Path(c['model']).name} | {r['device']} | {c['kv_cache_qformat']} | "
+        f"| {name} | {Path(c['model']).name} | {r.device} | {c['kv_cache_qformat']} | "
         f"{c['calib_size']} x <= {c['calib_seq']} | {c['batch_size'] or 'auto'} | "
-        f"{r['batch_size']['hf_ptq']} / {r['batch_size']['vlmquant']} | {t['compared']} | "
-        f"{t['bit_identical']} | {len(t['only_in_a']) + len(t['only_in_b'])} | {configs} | "
-        f"{'identical' if d['identical'] else 'different'} | "
-        f"{r['timings_s']['hf_ptq']:.1f} / {r['timings_s']['vlmquant_quantize']:.1f} |"
+        f"{r.batch_size['hf_ptq']} / {r.batch_size['vlmquant']} | {t.compared} | "
+        f"{t.bit_identical} | {len(t.only_in_a) + len(t.only_in_b)} | {configs} | "
+        f"{'identical' if d.identical else 'different'} | "
+        f"{r.timings_s['hf_ptq']:.1f} / {r.timings_s['vlmquant_quantize']:.1f} |"
     )
 
 
 def render(title: str, files: list[Path]) -> str:
-    runs = [(f.stem.removeprefix("parity_"), json.loads(f.read_text())) for f in files]
+    runs = [(f.stem.removeprefix("parity_"), ParityRun.read(f)) for f in files]
     first = runs[0][1]
-    v = first["versions"]
+    v = first.versions
     lines = [
         f"# {title}",
         "",
@@ -44,9 +43,9 @@ def render(title: str, files: list[Path]) -> str:
         f"- versions: torch {v.get('torch')}, transformers {v.get('transformers')}, "
         f"nvidia-modelopt {v.get('nvidia-modelopt')}, vllm {v.get('vllm')}, "
         f"python {v.get('python')}",
-        f"- hf_ptq.py sha256: {first['inputs']['hf_ptq']['sha256']}",
-        f"- code: {first['git_revision']}",
-        "- command: `" + " ".join(["vlmquant", *first["command"][1:]]) + "`"
+        f"- hf_ptq.py sha256: {first.inputs['hf_ptq']['sha256']}",
+        f"- code: {first.git_revision}",
+        "- command: `" + " ".join(["vlmquant", *first.command[1:]]) + "`"
         " (per run: the model, `--batch-size` and `--out` change)",
         "",
         "| run | model | device | KV | calibration | --batch-size | batch used (hf_ptq / "
@@ -55,7 +54,7 @@ def render(title: str, files: list[Path]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_row(name, r) for name, r in runs),
     ]
-    changed = [(name, c) for name, r in runs for c in r["diff"]["tensors"]["changed"]]
+    changed = [(name, c) for name, r in runs for c in r.diff.tensors.changed]
     lines += ["", "## Tensors that differ", ""]
     if not changed:
         lines.append("None: every tensor of every run is bit-identical.")

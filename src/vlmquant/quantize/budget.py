@@ -15,15 +15,15 @@ KV-cache capacity, which the report shows), unless `keep_fp8_kv`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from vlmquant.core.errors import BadInput
 from vlmquant.quantize.units import KV_UNIT
+from vlmquant.results.sensitivity import Sensitivity
 
 
-def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]:
+def load(path: Path, base: Path, qformat: str, kv_format: str) -> Sensitivity:
     """A sensitivity file measured on this base with this recipe, or BadInput naming why not."""
     from vlmquant.checkpoint.contract import weights_identity
 
@@ -31,34 +31,36 @@ def load(path: Path, base: Path, qformat: str, kv_format: str) -> dict[str, Any]
     if not path.is_file():
         raise BadInput(f"--sensitivity {path}: no such file; {fix}")
     try:
-        sens = json.loads(path.read_text(encoding="utf-8"))
-        units, whole = sens["units"], sens["whole_export"]["kld_mean"]
-        identity, recipe = sens["base_identity"], sens["recipe"]
-        costs = [(u["unit"], float(u["cost"]), int(u["weight_bytes_saved"])) for u in units]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise BadInput(f"--sensitivity {path}: not a sensitivity file; {fix}") from None
-    if identity != weights_identity(base):
+        sens = Sensitivity.read(path)
+    except BadInput as e:
+        raise BadInput(f"--sensitivity {e}") from None
+    if sens.base_identity != weights_identity(base):
         raise BadInput(
-            f"--sensitivity {path}: measured on another model ({sens.get('base')}), not on "
+            f"--sensitivity {path}: measured on another model ({sens.base}), not on "
             f"--model {base}; {fix}"
         )
-    if (recipe.get("qformat"), recipe.get("kv_cache_qformat")) != (qformat, kv_format):
+    recipe = sens.recipe
+    if (recipe.qformat, recipe.kv_cache_qformat) != (qformat, kv_format):
         raise BadInput(
-            f"--sensitivity {path}: measured for --qformat {recipe.get('qformat')} "
-            f"--kv-cache-qformat {recipe.get('kv_cache_qformat')}, not {qformat} / {kv_format}; "
+            f"--sensitivity {path}: measured for --qformat {recipe.qformat} "
+            f"--kv-cache-qformat {recipe.kv_cache_qformat}, not {qformat} / {kv_format}; "
             f"pass the same flags or {fix}"
         )
-    if not costs or whole < 0:
+    if not sens.units or sens.whole_export.kld_mean < 0:
         raise BadInput(f"--sensitivity {path}: no units measured in it; {fix}")
-    sens["_costs"] = costs
     return sens
 
 
-def predictor(sens: dict[str, Any]):
+def unit_costs(sens: Sensitivity) -> list[tuple[str, float, int]]:
+    """(unit, KLD with only it in FP8, weight bytes it saves) per measured unit."""
+    return [(u.unit, u.cost, u.weight_bytes_saved) for u in sens.units]
+
+
+def predictor(sens: Sensitivity):
     """kld(kv_fp8, linear cost kept BF16) from the sensitivity file's measured anchors."""
-    costs = sens["_costs"]
-    whole = float(sens["whole_export"]["kld_mean"])
-    linears = float(sens.get("linears_fp8_kv_bf16", {}).get("kld_mean", whole))
+    costs = unit_costs(sens)
+    whole = sens.whole_export.kld_mean
+    linears = sens.linears_fp8_kv_bf16.kld_mean
     kv_only = next((c for name, c, _ in costs if name == KV_UNIT), None)
     linear_total = sum(c for name, c, _ in costs if name != KV_UNIT)
 
@@ -71,9 +73,9 @@ def predictor(sens: dict[str, Any]):
     return predicted
 
 
-def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
+def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
     """The units to keep BF16 and the prediction that chose them."""
-    costs = sens["_costs"]
+    costs = unit_costs(sens)
     if budget <= 0:
         raise BadInput(
             f"--kld-budget {budget}: must be above 0 (0 is the BF16 base itself; keep the base "
@@ -110,7 +112,7 @@ def choose(sens: dict[str, Any], budget: float, keep_fp8_kv: bool = False) -> di
     saved_kept = sum(k["weight_bytes_saved"] for k in kept)
     return {
         "budget": budget,
-        "whole_export_kld": float(sens["whole_export"]["kld_mean"]),
+        "whole_export_kld": sens.whole_export.kld_mean,
         "predicted_kld": floor,
         "kept_bf16": kept,
         "kv_cache_fp8": kv_fp8,
@@ -134,7 +136,7 @@ def disable_entries(choice: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def measure(
-    choice: dict[str, Any], sens: dict[str, Any], cfg, export: Path, device: str
+    choice: dict[str, Any], sens: Sensitivity, cfg, export: Path, device: str
 ) -> dict[str, Any]:
     """The export's KLD measured by eval's emulation on the sensitivity file's text set (its
     samples, length and held-out captions), and whether the budget was met."""
@@ -142,8 +144,9 @@ def measure(
 
     from vlmquant.eval.eval_stage import EvalConfig
     from vlmquant.eval.eval_stage import run as evaluate
+    from vlmquant.results.eval import EvalResult
 
-    es = sens["eval_set"]
+    es = sens.eval_set
     with tempfile.TemporaryDirectory(prefix="vlmquant-budget-") as tmp:
         out = Path(tmp) / "fidelity.json"
         evaluate(
@@ -151,22 +154,21 @@ def measure(
                 base=cfg.model,
                 quantized=export,
                 out=out,
-                calib=Path(es["held_out_from"]) if es.get("held_out_from") else None,
-                max_samples=0 if es.get("user_text") else es["text_samples"],
-                text=Path(es["user_text"]) if es.get("user_text") else None,
+                calib=Path(es.held_out_from) if es.held_out_from else None,
+                max_samples=0 if es.user_text else es.text_samples,
+                text=Path(es.user_text) if es.user_text else None,
                 image_samples=0,
-                seq_len=es["seq_len"],
+                seq_len=es.seq_len,
                 device=device,
-                kernels=sens.get("emulated_kernels", "auto"),
+                kernels=sens.emulated_kernels,
                 vllm=False,
-                seed=sens.get("run", {}).get("config", {}).get("seed", 1234),
+                seed=sens.run.config.get("seed", 1234),
             )
         )
-        text = json.loads(out.read_text())["groups"]["text"]
+        text = EvalResult.read(out).groups["text"]
     measured = {
-        k: text[k]
+        k: getattr(text, k)
         for k in ("tokens", "kld_mean", "kld_mean_ci95", "kld_p99", "top1_agreement")
-        if k in text
     }
     return {**choice, "measured": measured, "met": measured["kld_mean"] <= choice["budget"]}
 

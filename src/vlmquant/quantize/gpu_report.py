@@ -9,8 +9,11 @@ Every number in the page comes from those files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from vlmquant.results.checkpoint import Inspect
+from vlmquant.results.infer import Generation
+from vlmquant.results.quantize import Calibration, QuantizeRun
 
 VARIANTS = {
     "lm": "LM-only FP8 (hf_ptq), demo captions",
@@ -19,37 +22,34 @@ VARIANTS = {
 }
 
 
-def calibration_text(c: dict) -> str:
+def calibration_text(c: Calibration) -> str:
     """Text rows are cut at --calib-seq tokens; image-text rows are not cut."""
-    if c["mode"] == "image-text":
-        return f"image-text, {c['samples']} samples, not truncated"
-    return f"{c['mode']}, {c['samples']} x <= {c['max_seq']} tok"
-
-
-def load(path: Path):
-    return json.loads(path.read_text())
+    if c.mode == "image-text":
+        return f"image-text, {c.samples} samples, not truncated"
+    return f"{c.mode}, {c.samples} x <= {c.max_seq} tok"
 
 
 def render(res: Path, git_rev: str | None = None) -> str:
     env = (res / "environment.txt").read_text().split("\n")
     card = env[0].split(",")[0]
     runs = {
-        v: load(res / f"quantize_{v}.run.json")
+        v: QuantizeRun.read(res / f"quantize_{v}.run.json")
         for v in VARIANTS
         if (res / f"quantize_{v}.run.json").exists()
     }
+    first = next(iter(runs.values()))
     lines = [
         f"# Quantize stage on the Qwen2.5-VL-3B shape — {card}",
         "",
         f"- card: {env[0]}",
         f"- software: {env[1]}",
-        f"- code: {next(iter(runs.values()))['git_revision'] or git_rev or 'not recorded'}"
+        f"- code: {first.git_revision or git_rev or 'not recorded'}"
         + (
             " (the GPU host's copy has no .git; revision given when rendering)"
-            if git_rev and not next(iter(runs.values()))["git_revision"]
+            if git_rev and not first.git_revision
             else ""
         ),
-        f"- date: {next(iter(runs.values()))['started']}",
+        f"- date: {first.started}",
         "- command: `OUT=$OUT bash scripts/gpu/quantize_3b.sh` (vLLM 0.25 + ModelOpt 0.47 "
         "staged with shared/gpu-host)",
         "",
@@ -65,14 +65,14 @@ def render(res: Path, git_rev: str | None = None) -> str:
         "| unify scales s | total s | peak GPU MiB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    peaks = {r["memory"].get("peak_cuda_allocated_mib") for r in runs.values()}
+    peaks = {r.memory.get("peak_cuda_allocated_mib") for r in runs.values()}
     for v, r in runs.items():
-        c, t = r["calibration"], r["timings_s"]
+        c, t = r.calibration, r.timings_s
         lines.append(
             f"| {VARIANTS[v]} | {calibration_text(c)} "
-            f"| {c['batch_size']} | {t['load']} | {t['quantize_and_calibrate']} "
+            f"| {c.batch_size} | {t['load']} | {t['quantize_and_calibrate']} "
             f"| {t['export']} | {t.get('unify_fused_scales', '-')} | {t['total']} "
-            f"| {r['memory'].get('peak_cuda_allocated_mib', '-')} |"
+            f"| {r.memory.get('peak_cuda_allocated_mib', '-')} |"
         )
     if len(runs) > 1 and len(peaks) == 1:
         lines += [
@@ -83,14 +83,14 @@ def render(res: Path, git_rev: str | None = None) -> str:
             "further.",
         ]
     if "long" in runs:
-        secs = runs["long"]["timings_s"]["quantize_and_calibrate"]
-        c = runs["long"]["calibration"]
+        secs = runs["long"].timings_s["quantize_and_calibrate"]
+        c = runs["long"].calibration
         verdict = "met" if secs < 90 else "missed"
         lines += [
             "",
             f"Goal: calibration of 4096 x 512 tokens under 90 s — **{verdict}**: "
-            f"{secs} s for quantizer insertion + max calibration over {c['samples']} texts each "
-            f"cut at {c['max_seq']} tokens ({c['batches']} batches). The caption runs are "
+            f"{secs} s for quantizer insertion + max calibration over {c.samples} texts each "
+            f"cut at {c.max_seq} tokens ({c.batches} batches). The caption runs are "
             "shorter because captions are short texts.",
         ]
     lines += [
@@ -103,10 +103,10 @@ def render(res: Path, git_rev: str | None = None) -> str:
     for name in ("random", "fp8_fp8_demo", "fp8_fp8_demo_vlm"):
         p = res / f"inspect_{name}.json"
         if p.exists():
-            s = load(p)
-            by = s["by_dtype"]
+            s = Inspect.read(p)
+            by = s.by_dtype
             lines.append(
-                f"| {name} | {s['format']} | {s['safetensors_gib']:.3f} "
+                f"| {name} | {s.format} | {s.safetensors_gib:.3f} "
                 f"| {by.get('BF16', {}).get('bytes', 0) / 2**30:.3f} "
                 f"| {by.get('F8_E4M3', {}).get('bytes', 0) / 2**30:.3f} |"
             )
@@ -117,7 +117,7 @@ def render(res: Path, git_rev: str | None = None) -> str:
         "",
     ]
     for v, r in runs.items():
-        f = r["fused_scales"]
+        f = r.fused_scales
         lines.append(
             f"- {VARIANTS[v]}: {f.get('groups')} groups, {f.get('shards_requantized')} "
             f"shards requantized, largest scale increase "
@@ -130,33 +130,32 @@ def render(res: Path, git_rev: str | None = None) -> str:
         "| checkpoint | vLLM | linear method | KV cache | KV blocks | load s | prompts answered |",
         "|---|---|---|---|---|---|---|",
     ]
+    engines = []
     for name in ("fp8_fp8_demo", "fp8_fp8_demo_vlm"):
-        p = res / f"vllm_{name}.json"
-        if not p.exists():
+        failed = res / f"vllm_{name}.failed.txt"  # the engine's error, when it did not load
+        if failed.exists():
+            lines.append(f"| {name} | failed: {failed.read_text()[-200:]} | | | | | |")
+        if not (res / f"vllm_{name}.json").exists():
             continue
-        r = load(p)
-        if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'][-200:]} | | | | | |")
-            continue
-        u = r["used"]
+        r = Generation.read(res / f"vllm_{name}.json")
+        engines.append(r)
+        u = r.used
         answered = ", ".join(
-            f"{'image' if x['image'] else 'text'}: {len(x['token_ids'])} tok "
-            f"({x['prompt_tokens']}-token prompt)"
-            for x in r["results"]
+            f"{'image' if x.image else 'text'}: {len(x.token_ids)} tok "
+            f"({x.prompt_tokens}-token prompt)"
+            for x in r.results
         )
         lines.append(
-            f"| {name} | {r['vllm_version']} | {u['quantization']} "
-            f"| {u['kv_cache_dtype']} | {u['num_gpu_blocks']} | {r['load_s']} "
+            f"| {name} | {r.vllm_version} | {u.quantization} "
+            f"| {u.kv_cache_dtype} | {u.num_gpu_blocks} | {r.load_s} "
             f"| {answered} |"
         )
-    engines = [load(res / f"vllm_{n}.json") for n in ("fp8_fp8_demo", "fp8_fp8_demo_vlm")]
-    engines = [e for e in engines if "engine" in e]
     settings = ", ".join(
-        f"`{k}={engines[0]['engine'][k]}`"
+        f"`{k}={engines[0].engine[k]}`"
         for k in ("enforce_eager", "gpu_memory_utilization", "max_model_len")
-        if engines and k in engines[0]["engine"]
+        if engines and k in engines[0].engine
     )
-    sampling = engines[0].get("sampling", {}) if engines else {}
+    sampling = engines[0].sampling if engines else {}
     lines += [
         "",
         f"Engine settings (from the run): {settings or 'not recorded'}; sampling "

@@ -21,6 +21,7 @@ models/<model>/quantized/fp8_<kv>_<calib>[_vlm].
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
@@ -29,11 +30,12 @@ from vlmquant.checkpoint.headers import read_json, require_checkpoint, summarize
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_apart, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.quantize import calibration, fused_scales, qconfig
 from vlmquant.quantize.precision import precision_map, reconcile_with_export
+from vlmquant.results.quantize import BudgetChoice, PrecisionMap, QuantizeRun
 
 SUPPORTED_ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration",)
 CPU_BATCH_SIZE = 16
@@ -226,9 +228,9 @@ def record_check_vllm(export: Path) -> dict | str:
     from vlmquant.checkpoint import check_vllm
 
     verdict = check_vllm.check(export)
-    verdict["checkpoint"] = "(this export)"  # the temporary path it was checked at means nothing
-    (export / "check_vllm.json").write_text(dump_json(verdict))
-    return {k: verdict[k] for k in ("ok", "vllm_version", "vllm_build", "tensors_checked")}
+    verdict.checkpoint = "(this export)"  # the temporary path it was checked at means nothing
+    (export / "check_vllm.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    return {k: getattr(verdict, k) for k in ("ok", "vllm_version", "vllm_build", "tensors_checked")}
 
 
 def run(cfg: QuantizeConfig) -> Path:
@@ -331,8 +333,8 @@ def run(cfg: QuantizeConfig) -> Path:
             with record.timed("measure_budget"):
                 choice = budget.measure(choice, sens, cfg, tmp, device)
             budget.annotate(pmap, choice)
-            (tmp / "kld_budget.json").write_text(dump_json(choice))
-        (tmp / "precision_map.json").write_text(dump_json(pmap))
+            (tmp / "kld_budget.json").write_text(BudgetChoice.dumps(choice))
+        (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
         with record.timed("check_vllm"):
             verdict = record_check_vllm(tmp)
         summary = summarize(tmp)
@@ -367,7 +369,7 @@ def run(cfg: QuantizeConfig) -> Path:
                 )
             },
         }
-        (tmp / "run.json").write_text(dump_json(record.data()))
+        (tmp / "run.json").write_text(QuantizeRun.dumps(record.data()))
     if choice is not None:
         print(budget.verdict_line(choice))
     if isinstance(verdict, dict) and not verdict["ok"]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import write_text_atomic
+from vlmquant.core.typed import SCHEMA_KEY
 
 NOT_PAGES = {"README.md", "notes.md"}  # prose a person wrote, beside the rendered pages
 
@@ -66,16 +67,20 @@ def _json(path: Path) -> Any:
 
 def _bench(src: Path) -> Page:
     from vlmquant.bench import render as bench_render
+    from vlmquant.bench import serve_render
+    from vlmquant.results.bench import BenchResult, ServeResult
 
-    data = _json(src)
     page = src.with_suffix(".md")
-    offline_matrix = data.get("mode") != "serve" and bench_render.has_matrix(data)
-    png = page.with_suffix(".png") if offline_matrix else None
+    if _json(src).get(SCHEMA_KEY) == ServeResult.schema():
+        serve = ServeResult.read(src)
+        return Page(page, "serve", src, lambda: serve_render.render(serve))
+    data = BenchResult.read(src)
+    png = page.with_suffix(".png") if bench_render.has_matrix(data) else None
     return Page(
         page,
-        "serve" if data.get("mode") == "serve" else "bench",
+        "bench",
         src,
-        lambda: bench_render.render_page(data, png.name if png else None),
+        lambda: bench_render.render(data, png.name if png else None),
         (lambda p: bench_render.plot(data, p)) if png else None,
         png,
     )
@@ -121,16 +126,17 @@ def _files_page(kind: str, pattern: str, heading: str) -> Callable[[Path], Page 
 
 
 def _recipes(src: Path) -> Page:
-    from vlmquant.eval import compare
+    from vlmquant.eval import recipes_render
+    from vlmquant.results.recipes import Recipes
 
-    data = _json(src)
+    data = Recipes.read(src)
     png = src.with_suffix(".png")
     return Page(
         src.with_suffix(".md"),
         "recipes",
         src,
-        lambda: compare.render(data, png.name),
-        lambda p: compare.plot(data, p),
+        lambda: recipes_render.render(data, png.name),
+        lambda p: recipes_render.plot(data, p),
         png,
     )
 

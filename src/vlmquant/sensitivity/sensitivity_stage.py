@@ -34,10 +34,11 @@ from vlmquant.checkpoint.contract import export_record, weights_identity
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import check_apart, check_output, dump_json, write_text_atomic
+from vlmquant.core.outputs import check_apart, check_output, write_text_atomic
 from vlmquant.core.quiet import library_output
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.quantize import qconfig
+from vlmquant.results.sensitivity import Sensitivity
 
 MEASURE = "kld_mean with only this unit in FP8 (everything else BF16)"
 
@@ -207,7 +208,8 @@ def run(cfg: SensitivityConfig) -> Path:
         with record.timed("quantize"):
             export = export_to_measure(cfg, work)
         # what the export was calibrated on (fewer than --calib-size when --calib holds fewer)
-        used = export_record(export).get("calibration", {}).get("samples")
+        made = export_record(export)
+        used = made.calibration.samples if made else None
         samples = data.build_eval_set(cfg.calib, cfg.max_samples, 0, cfg.seed, cfg.text)
         kernels = resolve_kernels(cfg.kernels)
         with record.timed("load"), library_output(log):
@@ -277,7 +279,7 @@ def run(cfg: SensitivityConfig) -> Path:
         ],
     }
     result["run"] = record.data()
-    write_text_atomic(cfg.out, dump_json(result))
+    write_text_atomic(cfg.out, Sensitivity.dumps(result))
     worst = sorted(result["units"], key=lambda u: -u["cost"])[:3]
     if isinstance(used, int) and used < cfg.calib_size:
         print(f"sensitivity: calibrated on {used} samples, all --calib holds (--calib-size "

@@ -155,7 +155,7 @@ def validate(cfg: ServeConfig) -> None:
     extra = extra_flags(cfg)
     check_not_overridden([f for f in extra if f.startswith("--")], "--vllm-args", SERVE_OWN)
     verdict = check_vllm.check(cfg.model)
-    if not verdict["ok"]:
+    if not verdict.ok:
         raise BadInput(check_vllm.failure_line(verdict))
     if importlib.util.find_spec("vllm") is None:
         raise BadInput(

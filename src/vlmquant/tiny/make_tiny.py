@@ -28,9 +28,10 @@ from typing import Any
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_output, dump_json
+from vlmquant.core.outputs import atomic_dir, check_output
 from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord, sha256_file
+from vlmquant.results.runs import MakeTinyRun
 from vlmquant.tiny import real_lm
 
 SPECIAL_TOKENS = [
@@ -317,7 +318,7 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
         build_processor(spec, tok).save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
         record.extra["parameters"] = n_params
-        (tmp / "run.json").write_text(dump_json(record.data()))
+        (tmp / "run.json").write_text(MakeTinyRun.dumps(record.data()))
     return (
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
         f"seed {cfg.seed} -> {out}"
@@ -428,7 +429,7 @@ def build_trained(cfg: MakeTinyConfig, out: Path) -> str:
             "probe": {"text": real_lm.PROBE, "max_abs_logit_diff_bf16": diff},
             "parameters": sum(p.numel() for p in model.parameters()),
         }
-        (tmp / "run.json").write_text(dump_json(record.data()))
+        (tmp / "run.json").write_text(MakeTinyRun.dumps(record.data()))
     return (
         f"make-tiny: {gguf.name} in Qwen2.5-VL ({record.extra['parameters'] / 1e6:.1f}M "
         f"parameters, random vision tower), probe logits equal the source's -> {out}"
