@@ -96,3 +96,22 @@ def test_neutral_packages_import_no_stage():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+# modules over the size limit, each one idea (and why it stays whole)
+ONE_IDEA = {
+    "eval/emulate.py": "one model of vLLM's FP8 arithmetic, per build (cuda and cpu)",
+    "checkpoint/check_vllm.py": "check-vllm's rules, one after another in one check",
+    "quantize/quantize_stage.py": "the quantize stage's one run, hf_ptq's steps in order",
+}
+LIMIT, HARD_LIMIT = 300, 400
+
+
+def test_modules_stay_small():
+    sizes = {
+        str(p.relative_to(SRC / "vlmquant")): len(p.read_text().splitlines())
+        for p in (SRC / "vlmquant").rglob("*.py")
+    }
+    over = {m: n for m, n in sizes.items() if n > LIMIT and m not in ONE_IDEA}
+    assert not over, f"modules over {LIMIT} lines: {over}"
+    assert all(sizes[m] <= HARD_LIMIT for m in ONE_IDEA), {m: sizes[m] for m in ONE_IDEA}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vlmquant.core.runinfo import sha256_file
-from vlmquant.tiny.make_tiny import SPECIAL_TOKENS
+from vlmquant.tiny.build import SPECIAL_TOKENS
 
 
 def test_same_seed_gives_identical_safetensors(tiny_model, tmp_path, cli):
@@ -95,7 +95,8 @@ def test_quiet_by_default_library_output_in_a_log(tmp_path, capsys):
 def test_big_shapes_are_the_real_checkpoints_and_refuse_a_disk_too_small(tmp_path, cli):
     """7B / 32B / 72B: the published Qwen2.5-VL-Instruct shapes (counted on the meta device);
     a build whose BF16 weights do not fit the disk is exit 2 before anything is written."""
-    from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer, parameter_count
+    from vlmquant.tiny.build import build_config, build_tokenizer, parameter_count
+    from vlmquant.tiny.shapes import SHAPES
 
     tok = build_tokenizer()
     billions = {

@@ -10,7 +10,8 @@ from vlmquant.checkpoint.quant import tensor_parallel_problems
 
 
 def _config(shape: str) -> dict:
-    from vlmquant.tiny.make_tiny import SHAPES, build_config, build_tokenizer
+    from vlmquant.tiny.build import build_config, build_tokenizer
+    from vlmquant.tiny.shapes import SHAPES
 
     return build_config(SHAPES[shape], build_tokenizer()).to_dict()
 

@@ -25,8 +25,21 @@ from vlmquant.results.sensitivity import Sensitivity
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 TYPES = {
     t.schema(): t
-    for t in (BenchResult, ServeResult, Verdict, Inspect, EvalResult, Compare, Generation,
-              InferRun, QuantizeRun, Recipes, MakeTinyRun, ParityRun, Sensitivity)  # fmt: skip
+    for t in (
+        BenchResult,
+        ServeResult,
+        Verdict,
+        Inspect,
+        EvalResult,
+        Compare,
+        Generation,
+        InferRun,
+        QuantizeRun,
+        Recipes,
+        MakeTinyRun,
+        ParityRun,
+        Sensitivity,
+    )  # fmt: skip
 }
 
 

@@ -6,26 +6,29 @@ besides ModelOpt's scale tensors), the tokenizer and processor files, and the qu
 state the stage needs: `quantize`'s source must be BF16 (re-quantizing an export drops its
 scales and re-quantizes FP8 codes), eval's base too; an export's scales must be finite and
 above 0. Each failure is one BadInput line naming the file or tensor and the fix. Reads headers
-and the scale tensors, and builds the architecture on the meta device: no weights are loaded
-(`check_finite` checks the weights of a model a stage loaded anyway).
+and the scale tensors, and builds the architecture on the meta device: no weights are loaded.
+The checks of the numbers are in `checkpoint.scales` (`check_finite` checks the weights of a
+model a stage loaded anyway), which model a checkpoint is in `checkpoint.identity`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from vlmquant.checkpoint.headers import SCALE_SUFFIXES, read_json, require_checkpoint, tensors
+from vlmquant.checkpoint.headers import (
+    SCALE_SUFFIXES,
+    read_config,
+    read_json,
+    tensors,
+)
 from vlmquant.checkpoint.meta import meta_model
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.checkpoint.quant import is_quantized
+from vlmquant.checkpoint.scales import FP8_DTYPES, bad_scales, nan_fp8_codes, scale_problems
 from vlmquant.core.errors import BadInput
 
 Want = Literal["bf16", "quantized", "any"]
-FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
-KV_SCALES = ("k_scale", "v_scale")
 # the processor and tokenizer a Qwen2.5-VL checkpoint needs to run (any one of each group)
 NEEDED_FILES = (
     ("tokenizer_config.json",),
@@ -82,17 +85,6 @@ def expected_tensors(config_dir: Path) -> dict[str, tuple[int, ...]]:
 def _tied(config: dict[str, Any]) -> bool:
     text = config.get("text_config") or {}
     return bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
-
-
-def read_config(path: Path | None, flag: str) -> dict[str, Any]:
-    """`path`'s config.json as a dict; a missing folder, file or malformed JSON is bad input."""
-    if path is None:
-        raise BadInput(f"{flag}: pass a checkpoint folder")
-    require_checkpoint(path, flag)
-    config = read_json(path / "config.json")
-    if not isinstance(config, dict):
-        raise BadInput(f"{path / 'config.json'}: not a JSON object; restore the config")
-    return config
 
 
 def check_quantization(
@@ -251,102 +243,8 @@ def quant_records_disagree(path: Path, config: dict[str, Any]) -> str | None:
     return None
 
 
-def scale_problems(path: Path) -> list[str]:
-    """What an export's weights and its quantization config disagree on: an FP8 weight without
-    its weight_scale (the loaders stop on it, or read the codes unscaled), a config that says
-    FP8 over weights with no FP8 tensor (a BF16 checkpoint with an export's config copied in),
-    and k/v cache scales where the config names no KV-cache format (vLLM would run a BF16
-    cache and drop them)."""
-    from vlmquant.checkpoint.quant import quant_info
-
-    stored = {hub_name(t.name): t for t in tensors(path)}
-    fp8 = [n for n, t in sorted(stored.items()) if t.dtype in FP8_DTYPES]
-    wrong = [f"{n} is stored FP8 without its weight_scale" for n in fp8
-             if n.endswith(".weight") and n + "_scale" not in stored]  # fmt: skip
-    info = quant_info(path) or {}
-    if "FP8" in str(info.get("quant_algo") or "") and not fp8:
-        wrong.append(
-            f"the quantization config says {info['quant_algo']}, but no tensor is stored in FP8 "
-            "(a BF16 checkpoint with an export's config copied in?)"
-        )
-    kv = sorted(n for n in stored if n.endswith(KV_SCALES))
-    if kv and not info.get("kv_cache_quant_algo"):
-        wrong.append(
-            f"{kv[0]} is a KV-cache scale, but the quantization config names no KV-cache format "
-            "(kv_cache_quant_algo), so vLLM would run a BF16 cache and drop it"
-        )
-    return wrong
-
-
-def stored_tensors(path: Path, pick) -> Iterator[tuple[Any, Any]]:
-    """(TensorInfo, tensor) for each stored tensor `pick(info)` selects, one file open at a
-    time: the tensors are read, the rest of the checkpoint is not."""
-    from safetensors import safe_open
-
-    by_file: dict[str, list] = {}
-    for t in tensors(path):
-        if pick(t):
-            by_file.setdefault(t.file, []).append(t)
-    for file, infos in sorted(by_file.items()):
-        with safe_open(str(path / file), "pt") as f:
-            for t in infos:
-                yield t, f.get_tensor(t.name)
-
-
-def bad_scales(path: Path) -> list[str]:
-    """Scale tensors (ModelOpt's weight/input/k/v scales) holding a value vLLM cannot run: NaN,
-    infinite, zero or negative (a zero weight scale silences its layer; NaN poisons every
-    token after it). Reads the scales only: small tensors."""
-    import torch
-
-    bad = []
-    for t, v in stored_tensors(path, lambda t: t.name.rsplit(".", 1)[-1] in SCALE_SUFFIXES):
-        v = v.float()
-        wrong = ~torch.isfinite(v) | (v <= 0)
-        if wrong.any():
-            bad.append(f"{t.name} = {v[wrong].flatten()[0].item():g}")
-    return sorted(bad)
-
-
 # the bits that mark NaN (and, for E5M2, infinity) in each FP8 format, sign bit aside:
 # E4M3FN has no infinity and one NaN code per sign, S.1111.111; E5M2's exponent 11111 is inf/NaN
-FP8_NAN_BITS = {"F8_E4M3": (0x7F, 0x7F), "F8_E5M2": (0x7C, 0x7C)}  # (mask, value)
-
-
-def nan_fp8_codes(path: Path) -> list[str]:
-    """FP8 tensors holding a NaN (or infinite) code: vLLM loads them and computes NaN from the
-    first token that meets one. Reads the FP8 tensors' bytes (about one byte per parameter of
-    the quantized layers: seconds for a 3B model)."""
-    import torch
-
-    bad = []
-    for t, codes in stored_tensors(path, lambda t: t.dtype in FP8_NAN_BITS):
-        mask, value = FP8_NAN_BITS[t.dtype]
-        n = int(((codes.view(torch.uint8) & mask) == value).sum())
-        if n:
-            bad.append(f"{t.name} holds {n} FP8 NaN/inf code{'s' if n > 1 else ''}")
-    return sorted(bad)
-
-
-def nonfinite_parameter(model) -> str | None:
-    """The first parameter of a loaded model holding NaN or an infinity, if any."""
-    import torch
-
-    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)  # FP8 codes: their scales are checked
-    for name, p in model.named_parameters():
-        if p.is_floating_point() and p.dtype not in fp8 and not torch.isfinite(p).all():
-            return name
-    return None
-
-
-def check_finite(model, path: Path, flag: str) -> None:
-    """A loaded checkpoint's weights are finite numbers, else bad input naming the first."""
-    name = nonfinite_parameter(model)
-    if name is not None:
-        raise BadInput(
-            f"{flag} {path}: weight {name} holds NaN or infinite values; the checkpoint is "
-            "damaged: restore its weights or rebuild it"
-        )
 
 
 def check_tensors(path: Path, flag: str, stored: dict, expected: dict, tied: bool) -> None:
@@ -369,124 +267,4 @@ def check_tensors(path: Path, flag: str, stored: dict, expected: dict, tied: boo
         raise BadInput(
             f"{flag} {path}: {len(unexpected)} tensor(s) the architecture does not have, e.g. "
             f"{unexpected[0]}; the weights belong to another model or config"
-        )
-
-
-def _vocabulary(path: Path) -> tuple | None:
-    """What decides token ids: the BPE model and the added tokens (not padding settings)."""
-    f = path / "tokenizer.json"
-    if not f.is_file():
-        return None
-    tok = read_json(f)
-    return (
-        json.dumps(tok.get("model"), sort_keys=True),
-        [(t["id"], t["content"]) for t in tok.get("added_tokens", [])],
-    )
-
-
-SAME_MODEL_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-)
-
-
-def check_same_model(base: Path, other: Path, a: dict | None = None, b: dict | None = None) -> None:
-    """`other` (an export) is of `base`'s model: same architecture, language-model shape and
-    tokenizer; else bad input (comparing two different models gives numbers for neither)."""
-    a = a if a is not None else read_config(base, "--base")
-    b = b if b is not None else read_config(other, "--quantized")
-    ta, tb = a.get("text_config", a), b.get("text_config", b)
-    checks = {"architectures": (a.get("architectures"), b.get("architectures"))}
-    checks.update({f"text_config.{k}": (ta.get(k), tb.get(k)) for k in SAME_MODEL_FIELDS})
-    for field, (x, y) in checks.items():
-        if x != y:
-            raise BadInput(
-                f"--base and --quantized differ in {field} ({x} vs {y}); compare a "
-                "checkpoint with its own base"
-            )
-    va, vb = _vocabulary(base), _vocabulary(other)
-    if va is not None and vb is not None and va != vb:
-        raise BadInput(
-            "--base and --quantized differ in tokenizer (tokenizer.json vocabulary "
-            "or special tokens); compare a checkpoint with its own base"
-        )
-
-
-_IDENTITIES: dict[tuple, dict[str, str]] = {}
-
-
-def weights_identity(path: Path) -> dict[str, str]:
-    """What ties a result to the checkpoint it was made from: config.json's sha256 and the
-    sha256 of its safetensors files' sha256s (one read of the weights). Remembered per process
-    while the files' sizes and mtimes stay the same: a stage that checks a base and then records
-    it (sensitivity --quantized, quantize --kld-budget) reads its weights once."""
-    import hashlib
-
-    from vlmquant.core.runinfo import sha256_file
-
-    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
-    stamp = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if stamp not in _IDENTITIES:
-        weights = hashlib.sha256()
-        for f in files[1:]:
-            weights.update(sha256_file(f).encode())
-        _IDENTITIES[stamp] = {
-            "config_sha256": sha256_file(files[0]),
-            "weights_sha256": weights.hexdigest(),
-        }
-    return dict(_IDENTITIES[stamp])
-
-
-def export_record(export: Path):
-    """The run.json quantize wrote in `export` (`results.quantize.QuantizeRun`), or None for a
-    checkpoint without one (an export another tool made, or a make-tiny checkpoint, whose
-    run.json is make-tiny's); a run.json of no known schema is bad input."""
-    from vlmquant.core.typed import SCHEMA_KEY
-    from vlmquant.results.quantize import QuantizeRun
-
-    run = export / "run.json"
-    if not run.is_file():
-        return None
-    data = read_json(run)
-    tag = data.get(SCHEMA_KEY) if isinstance(data, dict) else None
-    if isinstance(tag, str) and tag.startswith("vlmquant.") and tag != QuantizeRun.schema():
-        return None  # another stage's record (make-tiny writes one beside its checkpoint)
-    return QuantizeRun.read(run)
-
-
-def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:
-    """An export whose run.json records the checkpoint it was made from (quantize writes
-    `source_identity`) is compared only with that checkpoint: the same architecture with other
-    weights (another fine-tune, another seed) gives numbers for neither. Exports without the
-    record are taken as they are."""
-    record = export_record(export)
-    recorded = record.source_identity if record else None
-    if recorded and recorded != weights_identity(base):
-        made_from = record.config.get("model", "?")
-        raise BadInput(
-            f"{flag} {base}: not the checkpoint {export} was quantized from (its config or "
-            f"weights differ from those quantize recorded; it was made from {made_from}); pass "
-            "that checkpoint"
-        )
-
-
-def check_calibrated_on(export: Path, calib: Path) -> None:
-    """eval's --calib names the set held out of its text: it must be the export's own
-    calibration set (run.json records the file quantize read and its sha256)."""
-    record = export_record(export)
-    recorded = (record.inputs.get("calib") if record else None) or {}
-    if not recorded.get("sha256"):
-        return
-    read = Path(recorded["path"])
-    mine = calib if read.suffix == calib.suffix else calib.with_suffix(read.suffix)
-    from vlmquant.core.runinfo import sha256_file
-
-    if not mine.is_file() or sha256_file(mine) != recorded["sha256"]:
-        raise BadInput(
-            f"--calib {calib}: not the set {export} was calibrated on ({read}); pass that set, "
-            "so that its captions stay out of the evaluation text"
         )

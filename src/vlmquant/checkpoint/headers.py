@@ -164,3 +164,14 @@ def group_modules(precision: dict[str, str]) -> list[dict[str, Any]]:
     for name, dtype in precision.items():
         groups[(re.sub(r"\.\d+\.", ".N.", name), dtype)] += 1
     return [{"pattern": p, "dtype": d, "count": n} for (p, d), n in sorted(groups.items())]
+
+
+def read_config(path: Path | None, flag: str) -> dict[str, Any]:
+    """`path`'s config.json as a dict; a missing folder, file or malformed JSON is bad input."""
+    if path is None:
+        raise BadInput(f"{flag}: pass a checkpoint folder")
+    require_checkpoint(path, flag)
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise BadInput(f"{path / 'config.json'}: not a JSON object; restore the config")
+    return config

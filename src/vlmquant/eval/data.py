@@ -33,7 +33,7 @@ def held_out_captions(calib: Path | None) -> list[str]:
     """Captions from the calib set's source that the set itself does not contain."""
     if calib is None:
         return []
-    from vlmquant.calib import build
+    from vlmquant.calib import build, sources
 
     manifest_path = build.output_paths(calib)["manifest"]
     if not calib.is_file() or not manifest_path.is_file():
@@ -45,15 +45,15 @@ def held_out_captions(calib: Path | None) -> list[str]:
 
     source = Manifest.read(manifest_path).source
     if source.kind == "demo":
-        captions = build.demo_captions()
+        captions = sources.demo_captions()
     elif source.kind == "coco" and source.path and Path(source.path).is_file():
-        captions = build.coco_captions(Path(source.path))
+        captions = sources.coco_captions(Path(source.path))
     elif source.kind == "hf-dataset" and source.path and Path(source.path).exists():
-        captions = build.hf_captions(Path(source.path), source.text_column or "caption")
+        captions = sources.hf_captions(Path(source.path), source.text_column or "caption")
     else:
         return []
     used = set(calib.read_text().splitlines())
-    return [c.text for c in build.clean(captions)[0] if c.text not in used]
+    return [c.text for c in sources.clean(captions)[0] if c.text not in used]
 
 
 def image_samples(n: int, seed: int) -> list[EvalSample]:

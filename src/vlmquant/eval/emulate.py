@@ -265,7 +265,7 @@ def load_emulated(
     model = AutoModelForImageTextToText.from_pretrained(
         checkpoint, dtype=dtype, device_map=device
     ).eval()
-    from vlmquant.checkpoint.contract import check_finite
+    from vlmquant.checkpoint.scales import check_finite
 
     check_finite(model, checkpoint, "checkpoint")  # NaN weights give NaN "fidelity" numbers
     precision: dict[str, str] = {}

@@ -21,11 +21,8 @@ emulation's top-1 tokens with vLLM's on the quantized model.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import math
 import shutil
 from pathlib import Path
-from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
@@ -33,14 +30,11 @@ from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_apart, check_output, write_text_atomic
 from vlmquant.core.quiet import library_output
 from vlmquant.core.runinfo import RunRecord
+from vlmquant.eval.agreement import layer_errors, noise_floor
+from vlmquant.eval.vllm_check import run_vllm
 from vlmquant.results.eval import EvalResult
 
 WORST = 10
-# Top-1 agreement between two FP8 implementations is only well posed where the top-1 is clear:
-# positions whose emulated top-1 beats the runner-up by at least this many nats.
-CLEAR_MARGIN = 0.5
-# the noise floor's nudge: FP8 linears' float32 outputs scaled by 1 + 1e-6 before BF16 rounding
-NOISE_NUDGE = 1e-6
 
 
 @dataclasses.dataclass
@@ -90,11 +84,12 @@ class EvalConfig:
 def validate(cfg: EvalConfig) -> str:
     if cfg.base is None or cfg.quantized is None or cfg.out is None:
         raise BadInput("eval: pass --base DIR, --quantized DIR and --out FILE.json")
-    from vlmquant.checkpoint import contract
+    from vlmquant.checkpoint import contract, identity
+    from vlmquant.checkpoint.headers import read_config
 
     a, b = (
-        contract.read_config(cfg.base, "--base"),
-        contract.read_config(cfg.quantized, "--quantized"),
+        read_config(cfg.base, "--base"),
+        read_config(cfg.quantized, "--quantized"),
     )
     contract.check_quantization(cfg.base, "--base", a, "bf16")
     if cfg.expect_quantized:
@@ -106,12 +101,12 @@ def validate(cfg: EvalConfig) -> str:
             fix="pass the output of `vlmquant quantize`, or --no-expect-quantized to compare two "
             "BF16 checkpoints",
         )
-    contract.check_same_model(cfg.base, cfg.quantized, a, b)
+    identity.check_same_model(cfg.base, cfg.quantized, a, b)
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     contract.check_checkpoint(cfg.quantized, "--quantized")
-    contract.check_made_from(cfg.quantized, cfg.base)
+    identity.check_made_from(cfg.quantized, cfg.base)
     if cfg.calib is not None and cfg.calib.is_file():
-        contract.check_calibrated_on(cfg.quantized, cfg.calib)
+        identity.check_calibrated_on(cfg.quantized, cfg.calib)
     if cfg.vllm:
         from vlmquant.engine.args import check_engine_can_run
 
@@ -168,141 +163,6 @@ def resolve_kernels(choice: str) -> str:
     except PackageNotFoundError:
         return "cuda"
     return "cpu"
-
-
-def layer_errors(
-    base_model, quant_model, fp8_names: list[str], inputs: list[dict], device: str
-) -> dict[str, dict[str, float]]:
-    """Weight error from the tensors; activation error of each FP8 linear on BF16 inputs."""
-    import torch
-
-    from vlmquant.checkpoint.names import hub_name
-
-    base_mods = {hub_name(n): m for n, m in base_model.named_modules()}
-    quant_mods = {hub_name(n): m for n, m in quant_model.named_modules()}
-    err = {n: {"num": 0.0, "den": 0.0} for n in fp8_names}
-    hooks = []
-    for name in fp8_names:
-
-        def hook(module, args, output, name=name):
-            with torch.no_grad():
-                yq = quant_mods[name](args[0]).float()
-                yb = output.float()
-                err[name]["num"] += float((yq - yb).pow(2).sum())
-                err[name]["den"] += float(yb.pow(2).sum())
-
-        hooks.append(base_mods[name].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            for enc in inputs:
-                base_model(**{k: v.to(device) for k, v in enc.items()})
-    finally:
-        for h in hooks:
-            h.remove()
-    out = {}
-    for name in fp8_names:
-        wb = base_mods[name].weight.detach().float()
-        wq = quant_mods[name].weight.detach().float()
-        out[name] = {
-            "weight_error": float((wq - wb).norm() / wb.norm().clamp_min(1e-30)),
-            "activation_error": math.sqrt(err[name]["num"] / err[name]["den"])
-            if err[name]["den"] > 0
-            else 0.0,
-        }
-    return out
-
-
-def noise_floor(quant, samples, encoded, emu_top1, device: str) -> dict[str, Any] | None:
-    """How chaotic the FP8 model's top-1 is on this eval set: the emulation against itself with
-    every FP8 linear's output nudged by NOISE_NUDGE (relative) before BF16 rounding. An engine
-    whose GEMMs sum in another order differs from the emulation at least this much, so this
-    agreement, not 1.0, is what emulation vs vLLM can reach unless the two are bit-identical.
-    None for a model without FP8 linears."""
-    from vlmquant.eval import emulate
-
-    texts = [enc for s, enc in zip(samples, encoded, strict=True) if s.group == "text"]
-    nudge = emulate.nudged(quant, NOISE_NUDGE)
-    if not nudge.linears or not texts:
-        return None
-    triples = []
-    with nudge:
-        for enc, ref in zip(texts, emu_top1, strict=True):
-            logits = quant(**{k: v.to(device) for k, v in enc.items()}).logits[0, :-1]
-            triples += [
-                (a, b, m) for a, (b, m) in zip(logits.argmax(-1).tolist(), ref, strict=True)
-            ]
-    return {
-        "nudge": NOISE_NUDGE,
-        "positions": len(triples),
-        "top1_agreement": sum(a == b for a, b, _ in triples) / len(triples),
-        "top1_agreement_clear": clear_agreement(triples),
-    }
-
-
-def clear_agreement(triples: list[tuple[int, int, float]]) -> dict[str, Any]:
-    """Top-1 agreement over the positions (token a, token b, emulated margin) whose margin is
-    at least CLEAR_MARGIN."""
-    clear = [(a, b) for a, b, margin in triples if margin >= CLEAR_MARGIN]
-    return {
-        "margin_nats": CLEAR_MARGIN,
-        "positions": len(clear),
-        "agreement": sum(a == b for a, b in clear) / len(clear) if clear else None,
-    }
-
-
-def run_vllm(
-    cfg: EvalConfig,
-    token_prompts: list[list[int]],
-    emu_top1: list[list[tuple[int, float]]],
-    workdir: Path,
-) -> dict[str, Any]:
-    if not cfg.vllm:
-        return {"skipped": "--no-vllm"}
-    if importlib.util.find_spec("vllm") is None:
-        return {"skipped": "vLLM is not importable here (bash scripts/setup.sh installs it)"}
-    if not token_prompts:
-        return {"skipped": "no text samples to score"}
-    from vlmquant.engine.args import engine_kwargs
-    from vlmquant.engine.worker import run_worker
-
-    scored = {}
-    for role, path in (("base", cfg.base), ("quantized", cfg.quantized)):
-        spec = {
-            "engine": engine_kwargs(
-                path,
-                max_model_len=cfg.max_model_len,
-                enforce_eager=True,
-                gpu_memory_utilization=cfg.gpu_memory_utilization,
-                tensor_parallel_size=cfg.tensor_parallel_size,
-            ),
-            "task": "vlmquant.eval.vllm_scores:score_tokens",
-            "token_prompts": token_prompts,
-        }
-        scored[role] = run_worker(spec, workdir / f"vllm_{role}")
-    nll = {r: -sum(sum(s["logprobs"]) for s in scored[r]["scores"]) for r in scored}
-    n = sum(len(s["logprobs"]) for s in scored["base"]["scores"])
-    pairs = [
-        (a, b)
-        for sa, sb in zip(scored["base"]["scores"], scored["quantized"]["scores"], strict=True)
-        for a, b in zip(sa["top1"], sb["top1"], strict=True)
-    ]
-    emu = [
-        (a, b, margin)
-        for sq, e in zip(scored["quantized"]["scores"], emu_top1, strict=True)
-        for a, (b, margin) in zip(sq["top1"], e, strict=True)
-    ]
-    return {
-        "vllm_version": scored["base"]["vllm_version"],
-        "used": {r: scored[r]["used"] for r in scored},
-        "tokens": n,
-        "nll_base": nll["base"] / n,
-        "nll_quant": nll["quantized"] / n,
-        "ppl_ratio": math.exp((nll["quantized"] - nll["base"]) / n),
-        "top1_agreement_base_vs_quant": sum(a == b for a, b in pairs) / len(pairs),
-        "top1_agreement_emulation_vs_vllm": sum(a == b for a, b, _ in emu) / len(emu),
-        "top1_agreement_emulation_vs_vllm_clear": clear_agreement(emu),
-        "note": "text samples only; image+text scoring in vLLM is not done",
-    }
 
 
 def run(cfg: EvalConfig) -> Path:

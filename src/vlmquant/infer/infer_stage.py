@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.checkpoint import check_vllm
-from vlmquant.checkpoint.contract import check_checkpoint, check_made_from, check_quantization
+from vlmquant.checkpoint.contract import check_checkpoint, check_quantization
+from vlmquant.checkpoint.identity import check_made_from
 from vlmquant.checkpoint.quant import is_quantized
 from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
-from vlmquant.core.markdown import table_cell
 from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.engine.args import engine_kwargs
 from vlmquant.engine.worker import run_worker
-from vlmquant.prompts import Prompt, drawable, load_prompts
+from vlmquant.infer.compare import compare_markdown, comparison, sample_text
+from vlmquant.prompts import Prompt, load_prompts
 from vlmquant.results.infer import Compare, InferRun
 
 
@@ -187,81 +188,6 @@ def generate_samples(llm, spec: dict[str, Any]) -> dict[str, Any]:
         "tokens_per_s": round(n_out / gen_s, 2) if gen_s > 0 else None,
         "results": results,
     }
-
-
-def sample_text(i: int, r: dict[str, Any], result: dict[str, Any]) -> str:
-    s, used = result["sampling"], result["used"]
-    image = (
-        f"{r['image']} (drawn by vlmquant)"
-        if r["image"] and drawable(r["image"])
-        else r["image"] or "none"
-    )
-    return (
-        f"# sample {i:02d}\n"
-        f"prompt: {r['text']}\n"
-        f"image: {image}\n"
-        f"model: {result['model']}\n"
-        f"engine: vLLM {result['vllm_version']}, quantization {used.get('quantization')}, "
-        f"KV cache {used.get('kv_cache_dtype')}\n"
-        f"settings: temperature={s['temperature']} top_p={s['top_p']} "
-        f"max_tokens={s['max_tokens']} seed={s['seed']}\n"
-        f"tokens: prompt {r['prompt_tokens']}, output {len(r['token_ids'])} "
-        f"({r['finish_reason']})\n"
-        f"\n--- response ---\n{r['response']}\n"
-    )
-
-
-def first_difference(a: list[int], b: list[int]) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
-
-
-def comparison(model: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    rows = []
-    for i, (m, b) in enumerate(zip(model["results"], base["results"], strict=True), 1):
-        diff = first_difference(m["token_ids"], b["token_ids"])
-        rows.append(
-            {
-                "sample": i,
-                "prompt": m["text"],
-                "image": m["image"],
-                "base_response": b["response"],
-                "model_response": m["response"],
-                "tokens_match": diff is None,
-                "first_differing_token": diff,
-                "base_tokens": len(b["token_ids"]),
-                "model_tokens": len(m["token_ids"]),
-            }
-        )
-    return {
-        "base": base["model"],
-        "model": model["model"],
-        "identical": sum(r["tokens_match"] for r in rows),
-        "prompts": len(rows),
-        "rows": rows,
-    }
-
-
-def compare_markdown(cmp: dict[str, Any]) -> str:
-    lines = [
-        f"# {Path(cmp['model']).name} vs {Path(cmp['base']).name}",
-        "",
-        f"Greedy token sequences identical for {cmp['identical']} of {cmp['prompts']} prompts.",
-        "",
-        "| # | prompt | image | base (BF16) | quantized | same tokens | first diff |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in cmp["rows"]:
-        diff = r["first_differing_token"]
-        lines.append(
-            f"| {r['sample']} | {table_cell(r['prompt'], 60)} | {r['image'] or ''} "
-            f"| {table_cell(r['base_response'], 120)} | {table_cell(r['model_response'], 120)} "
-            f"| {'yes' if r['tokens_match'] else 'no'} "
-            f"| {'' if diff is None else diff} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def run(cfg: InferConfig) -> Path:

@@ -32,7 +32,7 @@ from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.parity import run_hf_ptq
-from vlmquant.quantize import calibration, qconfig, quantize_stage
+from vlmquant.quantize import calibration, placement, qconfig, quantize_stage
 from vlmquant.results.quantize import QuantizeRun
 from vlmquant.results.runs import ParityRun
 
@@ -95,7 +95,7 @@ def validate(cfg: ParityConfig) -> tuple[Path, str, int]:
     folder = find_hf_ptq(cfg.hf_ptq)
     device = resolve_device(cfg.device)
     batch = cfg.batch_size or (
-        min(quantize_stage.CPU_BATCH_SIZE, len(samples)) if device == "cpu" else 0
+        min(placement.CPU_BATCH_SIZE, len(samples)) if device == "cpu" else 0
     )
     return folder, device, batch
 

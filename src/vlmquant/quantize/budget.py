@@ -25,7 +25,7 @@ from vlmquant.results.sensitivity import Sensitivity
 
 def load(path: Path, base: Path, qformat: str, kv_format: str) -> Sensitivity:
     """A sensitivity file measured on this base with this recipe, or BadInput naming why not."""
-    from vlmquant.checkpoint.contract import weights_identity
+    from vlmquant.checkpoint.identity import weights_identity
 
     fix = f"measure this base: vlmquant sensitivity --base {base} --calib FILE --out {path}"
     if not path.is_file():

@@ -21,12 +21,13 @@ models/<model>/quantized/fp8_<kv>_<calib>[_vlm].
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
-from vlmquant.checkpoint.contract import check_checkpoint, check_finite, weights_identity
+from vlmquant.checkpoint.contract import check_checkpoint
 from vlmquant.checkpoint.headers import read_json, require_checkpoint, summarize
+from vlmquant.checkpoint.identity import weights_identity
+from vlmquant.checkpoint.scales import check_finite
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -34,11 +35,12 @@ from vlmquant.core.outputs import atomic_dir, check_apart, check_output
 from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.quantize import calibration, fused_scales, qconfig
+from vlmquant.quantize.export_files import copy_processor_files, record_check_vllm
+from vlmquant.quantize.placement import auto_batch_size, devices_of
 from vlmquant.quantize.precision import precision_map, reconcile_with_export
 from vlmquant.results.quantize import BudgetChoice, PrecisionMap, QuantizeRun
 
 SUPPORTED_ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration",)
-CPU_BATCH_SIZE = 16
 
 
 @dataclasses.dataclass
@@ -163,74 +165,6 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
         raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
     return resolve_device(cfg.device), mode
-
-
-def devices_of(model, device_map: str) -> dict:
-    """Where the loaded model's weights sit: the device_map asked for, and parameter bytes per
-    device (with several GPUs, the split accelerate chose)."""
-    by_device: dict[str, int] = {}
-    for p in model.parameters():
-        key = str(p.device)
-        by_device[key] = by_device.get(key, 0) + p.numel() * p.element_size()
-    return {"device_map": device_map, "parameter_bytes_by_device": by_device}
-
-
-def auto_batch_size(language_model, cfg: QuantizeConfig, device: str, n: int) -> int:
-    """--batch-size, or hf_ptq's automatic one (`--batch_size 0`): ModelOpt's memory probe on
-    the language model with 1.1x headroom, at most the number of samples. The probe measures
-    CUDA memory, so on CPU the default is a fixed batch."""
-    if cfg.batch_size:
-        return cfg.batch_size
-    if device == "cpu":
-        return min(CPU_BATCH_SIZE, n)
-    from modelopt.torch.utils.dataset_utils import get_max_batch_size
-
-    probed = get_max_batch_size(
-        language_model, max_sample_length=cfg.calib_seq, sample_memory_usage_ratio=1.1
-    )
-    return min(probed, n)
-
-
-# What a VLM checkpoint needs beside its weights and config to tokenize and preprocess.
-PROCESSOR_FILES = (
-    "tokenizer*",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.*",
-    "*preprocessor_config.json",
-    "processor_config.json",
-)
-
-
-def copy_processor_files(src: Path, dst: Path, processor) -> None:
-    """The source's tokenizer and processor files, byte for byte. Not `save_pretrained`: the
-    calibration loop tokenized with truncation at --calib-seq and left padding, a fast
-    tokenizer keeps that state, and a re-saved tokenizer.json would truncate every prompt of
-    the export at --calib-seq tokens (an image of more than that many tokens then fails)."""
-    import shutil
-
-    files = sorted({f for pattern in PROCESSOR_FILES for f in src.glob(pattern) if f.is_file()})
-    for f in files:
-        shutil.copy2(f, dst / f.name)
-    if not files:  # a source without them loaded its processor some other way: save that
-        processor.save_pretrained(dst)
-
-
-def record_check_vllm(export: Path) -> dict | str:
-    """check-vllm against the installed vLLM, recorded as check_vllm.json in the export (the
-    report shows it); a summary for run.json, or why it did not run."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return "not run: vLLM is not importable here"
-    from vlmquant.checkpoint import check_vllm
-
-    verdict = check_vllm.check(export)
-    verdict.checkpoint = "(this export)"  # the temporary path it was checked at means nothing
-    (export / "check_vllm.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
-    return {k: getattr(verdict, k) for k in ("ok", "vllm_version", "vllm_build", "tensors_checked")}
 
 
 def run(cfg: QuantizeConfig) -> Path:

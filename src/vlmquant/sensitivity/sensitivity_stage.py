@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.contract import export_record, weights_identity
+from vlmquant.checkpoint.identity import export_record, weights_identity
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -82,7 +82,7 @@ class SensitivityConfig:
 
 
 def validate(cfg: SensitivityConfig) -> str:
-    from vlmquant.checkpoint import contract
+    from vlmquant.checkpoint import contract, identity
 
     if cfg.base is None or cfg.out is None or (cfg.calib is None and cfg.quantized is None):
         raise BadInput(
@@ -91,8 +91,8 @@ def validate(cfg: SensitivityConfig) -> str:
     contract.check_checkpoint(cfg.base, "--base", "bf16")
     if cfg.quantized is not None:
         contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
-        contract.check_same_model(cfg.base, cfg.quantized)
-        contract.check_made_from(cfg.quantized, cfg.base)
+        identity.check_same_model(cfg.base, cfg.quantized)
+        identity.check_made_from(cfg.quantized, cfg.base)
         made = dict(zip(("--qformat", "--kv-cache-qformat"), recipe_of(cfg.quantized), strict=True))
         for flag, asked in (
             ("--qformat", cfg.qformat),

@@ -20,10 +20,7 @@ Qwen2 GGUF) with its own tokenizer, and a small random vision tower (see `tiny/r
 from __future__ import annotations
 
 import dataclasses
-import json
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
@@ -33,98 +30,16 @@ from vlmquant.core.quiet import library_output, verbose
 from vlmquant.core.runinfo import RunRecord, sha256_file
 from vlmquant.results.runs import MakeTinyRun
 from vlmquant.tiny import real_lm
-
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-TOKENIZER_VOCAB = 2048
-
-SHAPES: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "text": dict(
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            mrope_section=[4, 6, 6],
-            vocab_size=None,
-        ),
-        "vision": dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            out_hidden_size=128,
-            fullatt_block_indexes=[1],
-            window_size=112,
-        ),
-        # small images keep CPU tests fast: at most 112x112 pixels -> 16 merged image tokens
-        "pixels": (28 * 28 * 4, 28 * 28 * 16),
-        # wide enough that a random model's greedy tokens vary (0.02 repeats one token), so
-        # token-for-token comparisons between engines mean something
-        "init_std": 0.2,
-    },
-    "3b": {
-        "text": dict(
-            hidden_size=2048,
-            intermediate_size=11008,
-            num_hidden_layers=36,
-            num_attention_heads=16,
-            num_key_value_heads=2,
-            max_position_embeddings=128000,
-            mrope_section=[16, 24, 24],
-            vocab_size=151936,
-        ),
-        "vision": dict(
-            depth=32,
-            hidden_size=1280,
-            intermediate_size=3420,
-            num_heads=16,
-            out_hidden_size=2048,
-            fullatt_block_indexes=[7, 15, 23, 31],
-            window_size=112,
-        ),
-        "pixels": (3136, 12845056),  # Qwen2.5-VL-3B-Instruct's preprocessor defaults
-        "init_std": 0.02,
-    },
-}
-
-
-def _big(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int) -> dict[str, Any]:
-    """The larger Qwen2.5-VL-Instruct checkpoints: the 3B's vision tower (its output projected to
-    the language model's width), vocabulary 152064, untied embeddings, head dim 128."""
-    big = SHAPES["3b"]
-    return {
-        "text": dict(
-            big["text"],
-            hidden_size=hidden,
-            intermediate_size=intermediate,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            num_key_value_heads=kv_heads,
-            vocab_size=152064,
-        ),
-        "vision": dict(big["vision"], out_hidden_size=hidden),
-        "pixels": big["pixels"],
-        "init_std": 0.02,
-        "tie_word_embeddings": False,
-    }
-
+from vlmquant.tiny.build import (
+    SPECIAL_TOKENS,
+    build_config,
+    build_processor,
+    build_tokenizer,
+    chat_template,
+    generation_config,
+    parameter_count,
+)
+from vlmquant.tiny.shapes import SHAPES, _big
 
 SHAPES["7b"] = _big(3584, 28, 28, 4, 18944)
 SHAPES["32b"] = _big(5120, 64, 40, 8, 27648)
@@ -179,126 +94,6 @@ def default_out(cfg: MakeTinyConfig) -> Path:
     return DEFAULT_OUT[cfg.lm or cfg.shape]
 
 
-def training_text() -> list[str]:
-    """Text the tokenizer is trained on: shipped paragraphs, prompts and demo captions."""
-    from vlmquant.calib.build import demo_captions
-
-    data = resources.files("vlmquant.data")
-    lines = data.joinpath("paragraphs.txt").read_text().splitlines()
-    lines += [
-        json.loads(x)["text"]
-        for x in data.joinpath("prompts.jsonl").read_text().split("\n")
-        if x.strip()
-    ]
-    lines += [c.text for c in demo_captions()]
-    return lines
-
-
-def build_tokenizer():
-    """Byte-level BPE with Qwen's special tokens, wrapped as transformers' Qwen2Tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(training_text(), trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    tok = Qwen2Tokenizer(
-        vocab=model["vocab"],
-        merges=merges,
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-    )
-    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
-    tok.chat_template = chat_template()
-    tok.model_max_length = 32768
-    return tok
-
-
-def chat_template() -> str:
-    return resources.files("vlmquant.data").joinpath("chat_template.jinja").read_text()
-
-
-def build_config(spec: dict[str, Any], tok) -> Any:
-    from transformers import Qwen2_5_VLConfig
-
-    text = dict(spec["text"])
-    mrope = text.pop("mrope_section")
-    theta = text.pop("rope_theta", 1000000.0)
-    eps = text.pop("rms_norm_eps", 1e-6)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text["vocab_size"] = text["vocab_size"] or len(tok)
-    text.update(
-        rope_parameters={"rope_type": "default", "rope_theta": theta, "mrope_section": mrope},
-        rms_norm_eps=eps,
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        initializer_range=spec["init_std"],
-        use_sliding_window=False,
-        max_window_layers=text["num_hidden_layers"],
-        dtype="bfloat16",
-    )
-    vision = dict(
-        spec["vision"],
-        patch_size=14,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
-        tokens_per_second=2,
-        in_channels=3,
-        hidden_act="silu",
-        initializer_range=spec["init_std"],
-    )
-    cfg = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=spec.get("tie_word_embeddings", True),
-    )
-    cfg.architectures = ["Qwen2_5_VLForConditionalGeneration"]
-    cfg.dtype = "bfloat16"
-    return cfg
-
-
-def build_processor(spec: dict[str, Any], tok):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    min_pixels, max_pixels = spec["pixels"]
-    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    common = dict(size=size, patch_size=14, temporal_patch_size=2, merge_size=2)
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**common),
-        video_processor=Qwen2VLVideoProcessor(**common),
-        tokenizer=tok,
-        chat_template=chat_template(),
-    )
-
-
-def generation_config(config, tok):
-    from transformers import GenerationConfig
-
-    return GenerationConfig(
-        bos_token_id=config.text_config.bos_token_id,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=[
-            tok.convert_tokens_to_ids("<|im_end|>"),
-            tok.convert_tokens_to_ids("<|endoftext|>"),
-        ],
-        do_sample=False,
-    )
-
-
 def build_random(cfg: MakeTinyConfig, out: Path) -> str:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -323,16 +118,6 @@ def build_random(cfg: MakeTinyConfig, out: Path) -> str:
         f"make-tiny: {cfg.shape} Qwen2.5-VL, {n_params / 1e6:.2f}M parameters, "
         f"seed {cfg.seed} -> {out}"
     )
-
-
-def parameter_count(config) -> int:
-    """Parameters of the architecture for `config`, counted on the meta device (no memory)."""
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(config)
-    return sum(p.numel() for p in model.parameters())
 
 
 def check_room(config, out: Path, device: str, shape: str) -> None:
