@@ -147,3 +147,30 @@ def test_shipped_recipes_write_where_report_reads():
             assert recipe["infer"].get("compare"), path.name
         if "eval" in recipe:
             assert Path(recipe["eval"]["out"]) == runs / "fidelity.json", path.name
+
+
+def test_required_settings_are_marked_in_help_and_checked_first(cli, capsys):
+    """A setting a run cannot do without says so in --help, and a run without it is one line of
+    exit 2 naming the flag (from either source: flag or recipe), before the stage starts."""
+    import dataclasses
+    import importlib
+
+    from vlmquant.cli import main
+    from vlmquant.stages import STAGES
+
+    checked = 0
+    for stage in STAGES:
+        cls = getattr(importlib.import_module(stage.module), stage.settings)
+        required = [f for f in dataclasses.fields(cls) if f.metadata.get("required")]
+        if not required:
+            continue
+        with pytest.raises(SystemExit):
+            main([stage.name, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())  # help wraps its lines
+        assert shown.count("(required: this flag or the recipe's key)") == len(required), stage.name
+        code, err = cli(stage.name)
+        flag = "--" + required[0].name.replace("_", "-")
+        assert code == 2 and err.count("\n") == 1, (stage.name, err)
+        assert f"{stage.name}: {flag} is required" in err, err
+        checked += 1
+    assert checked >= 7

@@ -28,7 +28,7 @@ def test_model_against_itself_has_zero_drift(tiny_model, tmp_path, cli):
         assert g["kld_mean"] == 0.0 and g["kld_max"] == 0.0
         assert g["top1_agreement"] == 1.0 and g["ppl_ratio"] == 1.0
     assert r["layers"] == {} and r["quantized_is_fp8"] is False
-    assert r["emulation_noise_floor"] is None  # no FP8 linear to nudge
+    assert r.get("emulation_noise_floor") is None  # no FP8 linear to nudge (left out)
 
 
 @pytest.mark.parametrize("flags", [(), ("--scope", "full")], ids=["lm", "vision"])
@@ -96,7 +96,7 @@ def test_emulation_reproduces_modelopt_fake_quant(tiny_model, demo_calib, tmp_pa
             def loop(lm=lm, calib=calib):
                 lm(**calib)
         else:
-            from vlmquant.prompts import draw
+            from vlmquant.synthetic import draw
 
             texts = [
                 processor.apply_chat_template(
@@ -220,8 +220,9 @@ def test_user_text_replaces_the_builtin_set_and_intervals_bracket_the_mean(
     # one sample: no interval (resampling one sample gave a zero-width one; audit round S)
     text.write_text("The cat sat on the mat, twice.\n")
     one = run_eval(cli, tmp_path, tiny_model, quantized(), "--text", text, "--image-samples", "0")
-    assert one["groups"]["text"]["kld_mean_ci95"] is None
-    assert one["groups"]["text"]["ppl_ratio_ci95"] is None
+    # no interval: left out of the JSON (the typed result reads it as None)
+    assert one["groups"]["text"].get("kld_mean_ci95") is None
+    assert one["groups"]["text"].get("ppl_ratio_ci95") is None
 
 
 def test_swapped_or_unreadable_inputs_are_refused(quantized, tiny_model, tmp_path, cli):

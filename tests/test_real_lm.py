@@ -29,7 +29,7 @@ def test_checkpoint_is_the_trained_model_with_qwen_vl_tokens(trained_model):
     assert config["image_token_id"] == 151655 and config["vision_start_token_id"] == 151652
     from transformers import AutoProcessor
 
-    from vlmquant.prompts import draw
+    from vlmquant.synthetic import draw
 
     processor = AutoProcessor.from_pretrained(trained_model)
     chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}]

@@ -993,7 +993,8 @@ def test_round_o_lengths_and_paths(quantized, tiny_model, tmp_path, cli):
     assert code == 2 and "prompt 1 ('Write a short haiku" in err and "at least 47" in err, err
     suite = tmp_path / "suite"
     suite.mkdir()
-    from vlmquant.prompts import draw, load_prompts
+    from vlmquant.prompts import load_prompts
+    from vlmquant.synthetic import draw
 
     draw("red_circle").save(suite / "pic.png")
     (suite / "p.jsonl").write_text('{"text": "What is this?", "image": "pic.png"}\n')

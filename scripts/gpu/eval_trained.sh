@@ -11,7 +11,7 @@ ensure_trained "$dest"
 python3 - "$trained" <<'PY' 2>&1 | tail -1 | tee "$dest/processor_check.txt"
 import sys
 from transformers import AutoProcessor
-from vlmquant.prompts import draw
+from vlmquant.synthetic import draw
 p = AutoProcessor.from_pretrained(sys.argv[1])
 chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}]
 enc = p(text=[p.apply_chat_template(chat, tokenize=False)], images=[draw("red_circle")], return_tensors="pt")

@@ -147,6 +147,7 @@ def _main(argv: list[str] | None) -> int:
             if args.print_config:
                 print(cfgmod.to_toml(stage.name, settings), end="")
                 return 0
+            cfgmod.check_required(settings, stage.name)
             args._module.run(settings)
     except BadInput as e:
         one_line = " ".join(str(e).split("\n"))  # a library's message may hold newlines

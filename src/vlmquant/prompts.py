@@ -13,55 +13,13 @@ from importlib import resources
 from pathlib import Path
 
 from vlmquant.core.errors import BadInput, not_a_file
-
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 60),
-    "blue": (30, 60, 220),
-    "yellow": (240, 220, 40),
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-}
-SHAPES = ("circle", "square", "triangle")
+from vlmquant.synthetic import draw, drawable
 
 
 @dataclass(frozen=True)
 class Prompt:
     text: str
     image: str | None = None  # drawn-image name or a file path
-
-
-def draw(name: str, size: int = 112):
-    """Draw `<colour>_<shape>` or `<colour>_<shape>_on_<colour>` (background white by default)."""
-    from PIL import Image, ImageDraw
-
-    parts = name.split("_on_")
-    colour, _, shape = parts[0].partition("_")
-    background = parts[1] if len(parts) > 1 else "white"
-    if colour not in COLOURS or shape not in SHAPES or background not in COLOURS:
-        raise ValueError(
-            f"cannot draw {name!r}: use <colour>_<shape>[_on_<colour>] with "
-            f"colours {', '.join(COLOURS)} and shapes {', '.join(SHAPES)}"
-        )
-    img = Image.new("RGB", (size, size), COLOURS[background])
-    d = ImageDraw.Draw(img)
-    m = size // 6
-    box = (m, m, size - m, size - m)
-    if shape == "circle":
-        d.ellipse(box, fill=COLOURS[colour])
-    elif shape == "square":
-        d.rectangle(box, fill=COLOURS[colour])
-    else:
-        d.polygon([(size // 2, m), (size - m, size - m), (m, size - m)], fill=COLOURS[colour])
-    return img
-
-
-def drawable(name: str) -> bool:
-    try:
-        draw(name, size=8)
-    except ValueError:
-        return False
-    return True
 
 
 def load_image(ref: str, size: int = 112):

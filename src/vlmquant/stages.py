@@ -17,13 +17,13 @@ class Stage:
 STAGES = [
     Stage(
         "make-tiny",
-        "vlmquant.tiny.make_tiny",
+        "vlmquant.tiny.make_tiny_stage",
         "MakeTinyConfig",
         "build the embedded tiny Qwen2.5-VL (random, seeded) or the 3B shape",
     ),
     Stage(
         "calib",
-        "vlmquant.calib.build",
+        "vlmquant.calib.calib_stage",
         "CalibConfig",
         "build the calibration set from COCO captions, an HF dataset on disk, or --demo",
     ),
@@ -89,7 +89,7 @@ STAGES = [
     ),
     Stage(
         "check-vllm",
-        "vlmquant.checkpoint.check_vllm",
+        "vlmquant.checkpoint.check_vllm_stage",
         "CheckVllmConfig",
         "check a checkpoint against the installed vLLM's loader rules (no engine)",
     ),

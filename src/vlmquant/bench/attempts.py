@@ -39,12 +39,14 @@ def render(spec: dict[str, Any], base: Path) -> str:
         "## Every engine",
         "",
         "Microseconds per decode step (single stream, prompt 128). step = unprofiled time per "
-        "output token; busy = GPU kernel time; idle = step - busy.",
+        "output token; busy = GPU kernel time; idle = step - busy. LM weights = the language "
+        "model's tensors as stored (what each step reads, lm_head aside); GEMM read = LM "
+        "weights / gemm time, the rate the matmuls read them at.",
         "",
         "| attempt | model [mode] | tok/s | of roofline | step | busy | idle | "
         + " | ".join(CATEGORIES)
-        + " | kernels/step |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|",
+        + " | kernels/step | LM weights GB | GEMM read TB/s |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
     ]
     for a, data in zip(attempts, loaded, strict=True):
         for r in data.results:
@@ -52,16 +54,24 @@ def render(spec: dict[str, Any], base: Path) -> str:
                 f"| {a['name']} | {r.label} | {r.single_stream.tok_s:.1f} "
                 f"| {100 * r.roofline_fraction:.0f}% | "
             )
+            lm_bytes = r.decode_bytes["language_model"]
             if not r.profile:
                 step = 1e6 * r.single_stream.tpot_s.median
-                lines.append(head + f"{step:.0f} |" + " - |" * (3 + len(CATEGORIES)))
+                lines.append(
+                    head
+                    + f"{step:.0f} |"
+                    + " - |" * (3 + len(CATEGORIES))
+                    + f" {lm_bytes / 1e9:.2f} | - |"
+                )
                 continue
             b = step_breakdown(r)
+            gemm_us = b["categories"].get("gemm", 0.0)
+            rate = f"{lm_bytes / gemm_us / 1e6:.1f}" if gemm_us else "-"
             lines.append(
                 head
                 + f"{b['step_us']:.0f} | {b['gpu_busy_us']:.0f} | {b['gpu_idle_us']:.0f} | "
                 + " | ".join(f"{b['categories'].get(c, 0.0):.0f}" for c in CATEGORIES)
-                + f" | {b['launches']:.0f} |"
+                + f" | {b['launches']:.0f} | {lm_bytes / 1e9:.2f} | {rate} |"
             )
     for a, data in zip(attempts, loaded, strict=True):
         lines += [

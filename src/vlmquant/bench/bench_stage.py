@@ -47,8 +47,10 @@ from vlmquant.results.bench import BenchResult, ServeResult
 
 @dataclasses.dataclass
 class BenchConfig:
-    model: list[Path] = setting([], "checkpoint folder; repeat for side by side (first = baseline)")
-    out: Path | None = setting(None, "JSON file to write")
+    model: list[Path] = setting(
+        [], "checkpoint folder; repeat for side by side (first = baseline)", required=True
+    )
+    out: Path | None = setting(None, "JSON file to write", required=True)
     modes: list[str] = setting(
         ["default", "eager"], "default (torch.compile + CUDA graphs) and/or eager"
     )

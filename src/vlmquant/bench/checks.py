@@ -10,7 +10,7 @@ from typing import Any
 
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_apart, check_output
-from vlmquant.prompts import drawable
+from vlmquant.synthetic import drawable
 
 # engine arguments the bench sets from its own flags (--engine-arg may not override them)
 BENCH_OWN = {

@@ -12,11 +12,12 @@ import logging
 import re
 import zipfile
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from vlmquant.core.errors import BadInput
+from vlmquant.synthetic import demo_captions as synthetic_captions
+from vlmquant.synthetic import draw
 
 
 @dataclasses.dataclass
@@ -31,30 +32,12 @@ def normalize(text: Any) -> str:
 
 
 def demo_captions() -> list[Caption]:
-    """Synthetic captions composed from word lists shipped in vlmquant/data (deterministic)."""
-    words = json.loads(
-        resources.files("vlmquant.data").joinpath("demo_caption_words.json").read_text()
-    )
-    out = []
-    for i, (s, a, p) in enumerate(
-        (s, a, p) for s in words["subjects"] for a in words["actions"] for p in words["places"]
-    ):
-        out.append(Caption(f"{s} {a} {p}.", image_id=i, file_name=demo_image_name(i)))
-    return out
-
-
-def demo_image_name(i: int) -> str:
-    """The demo set pairs captions with pictures we draw (a shape in a colour): synthetic, but
-    real pixels through the vision tower for image+text calibration."""
-    from vlmquant.prompts import COLOURS, SHAPES
-
-    colours = [c for c in COLOURS if c != "white"]
-    return f"{colours[i % len(colours)]}_{SHAPES[(i // len(colours)) % len(SHAPES)]}.png"
+    """The demo set: synthetic captions, each paired with a picture we draw
+    (`vlmquant.synthetic`)."""
+    return [Caption(text, image_id=i, file_name=name) for i, text, name in synthetic_captions()]
 
 
 def write_demo_images(folder: Path, names: set[str]) -> None:
-    from vlmquant.prompts import draw
-
     folder.mkdir(parents=True, exist_ok=True)
     for name in sorted(names):
         draw(name.removesuffix(".png")).save(folder / name)

@@ -26,8 +26,6 @@ offending tensors and says what to do.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,31 +33,19 @@ from vlmquant.checkpoint.headers import tensors
 from vlmquant.checkpoint.names import hub_name
 from vlmquant.checkpoint.scales import KV_SCALES
 from vlmquant.checkpoint.vllm_rules import (
-    _model_cls_fallback,
-    _numel,
-    _scalar,
     architecture_modules,
+    model_cls_fallback,
+    numel,
     packed_prefix,
     quant_decider,
+    scalar_value,
     scale_shape_errors,
     vllm_rules,
 )
-from vlmquant.core.config import setting
 from vlmquant.core.errors import BadInput
 from vlmquant.results.check import Finding, Verdict
 
 SHOW = 5  # tensors named per finding
-
-
-@dataclasses.dataclass
-class CheckVllmConfig:
-    checkpoint: Path = setting(Path("."), "checkpoint folder to check", positional=True)
-    json: bool = setting(False, "print the verdict as JSON")
-    tensor_parallel_size: int = setting(
-        1,
-        "also check the heads split over this many GPUs as vLLM's tensor parallelism needs",
-        low=1,
-    )
 
 
 def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
@@ -72,7 +58,7 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
     except BadInput:
         raise
     except Exception:  # registry API differs between vLLM versions
-        model_cls = _model_cls_fallback(arch)
+        model_cls = model_cls_fallback(arch)
     import vllm
     from vllm.platforms import current_platform
 
@@ -211,9 +197,9 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
             mixed += [f"{s}.weight ({infos[f'{s}.weight'].dtype})" for s in sorted(shards)]
         elif dtypes == {"F8_E4M3"}:
             values = {
-                _scalar(checkpoint, infos[f"{s}.weight_scale"])
+                scalar_value(checkpoint, infos[f"{s}.weight_scale"])
                 for s in shards
-                if f"{s}.weight_scale" in infos and _numel(infos[f"{s}.weight_scale"]) == 1
+                if f"{s}.weight_scale" in infos and numel(infos[f"{s}.weight_scale"]) == 1
             }
             if len(values) > 1:
                 scales_differ += [f"{s}.weight_scale" for s in sorted(shards)]
@@ -338,11 +324,3 @@ def failure_line(verdict: Verdict) -> str:
         f"{verdict.checkpoint} fails check-vllm [{first.rule}]: "
         f"{first.tensors[0]}{more}; {first.fix}"
     )
-
-
-def run(cfg: CheckVllmConfig) -> Path:
-    verdict = check(cfg.checkpoint, cfg.tensor_parallel_size)
-    print(json.dumps(verdict.to_json(), indent=2) if cfg.json else render(verdict))
-    if not verdict.ok:
-        raise BadInput(failure_line(verdict))
-    return cfg.checkpoint

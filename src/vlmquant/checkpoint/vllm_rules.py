@@ -28,7 +28,7 @@ def vllm_rules(arch: str):
     return cls
 
 
-def _model_cls_fallback(arch: str):
+def model_cls_fallback(arch: str):
     if arch == "Qwen2_5_VLForConditionalGeneration":
         from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 
@@ -87,7 +87,7 @@ def packed_prefix(module: str, packed: dict[str, list[str]]) -> str:
     return module
 
 
-def _numel(info) -> int:
+def numel(info) -> int:
     n = 1
     for d in info.shape:
         n *= d
@@ -106,7 +106,7 @@ def scale_shape_errors(infos: dict[str, Any], quant_algo: str | None) -> list[st
             continue
         weight = infos.get(name.rpartition(".")[0] + ".weight")
         if quant_algo == "FP8":
-            ok = _numel(info) == 1
+            ok = numel(info) == 1
         elif name.endswith("input_scale"):
             ok = False
         else:
@@ -117,7 +117,7 @@ def scale_shape_errors(infos: dict[str, Any], quant_algo: str | None) -> list[st
     return sorted(bad)
 
 
-def _scalar(checkpoint: Path, info) -> float:
+def scalar_value(checkpoint: Path, info) -> float:
     from safetensors import safe_open
 
     with safe_open(str(checkpoint / info.file), "pt") as f:

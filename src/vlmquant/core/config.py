@@ -22,8 +22,9 @@ from vlmquant.core.errors import BadInput
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field with CLI help; `choices=[...]`, `flag="--x"`, `short="-x"`, the
-    allowed range of a number `low=` / `high=` (inclusive; checked for flags and recipes alike)
-    and, for a list, `repeats=True` (a value may appear twice) optional."""
+    allowed range of a number `low=` / `high=` (inclusive; checked for flags and recipes alike),
+    for a list `repeats=True` (a value may appear twice), and `required=True` (a run needs it,
+    from a flag or the recipe: marked in --help, checked by `check_required`) optional."""
     if isinstance(default, list | dict):
         return dataclasses.field(
             default_factory=lambda: type(default)(default), metadata={"help": help, **extra}
@@ -57,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             field.default if field.default is not dataclasses.MISSING else field.default_factory()
         )  # type: ignore[misc]
         help_text = field.metadata.get("help", "")
-        if default not in (None, "", [], False):
+        if field.metadata.get("required"):
+            help_text += " (required: this flag or the recipe's key)"
+        elif default not in (None, "", [], False):
             help_text += f" (default: {default})"
         names = [_flag(field)] + ([field.metadata["short"]] if "short" in field.metadata else [])
         kwargs: dict[str, Any] = {
@@ -158,6 +161,17 @@ def build(cls: type, recipe: dict[str, Any] | None, cli: dict[str, Any], section
                 items = [Path(v).expanduser() for v in items]
             values[name] = items
     return cls(**values)
+
+
+def check_required(settings: Any, section: str) -> None:
+    """Every `required=True` setting given (by its flag or the recipe's [section] table), else
+    bad input naming the first one missing; --print-config shows the settings without this."""
+    for field in dataclasses.fields(settings):
+        if field.metadata.get("required") and getattr(settings, field.name) in (None, [], ""):
+            raise BadInput(
+                f"{section}: {_flag(field)} is required ({field.metadata.get('help', '')}); "
+                f"pass it, or set `{field.name}` in the recipe's [{section}] table"
+            )
 
 
 def _check_range(field: dataclasses.Field, items: list) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from vlmquant.core.errors import BadInput, not_a_file
-from vlmquant.prompts import COLOURS, SHAPES, draw
+from vlmquant.synthetic import COLOURS, SHAPES, draw
 
 
 @dataclass
@@ -25,17 +24,18 @@ class EvalSample:
 
 
 def shipped_paragraphs() -> list[str]:
-    text = resources.files("vlmquant.data").joinpath("paragraphs.txt").read_text()
-    return [line for line in text.splitlines() if line.strip()]
+    from vlmquant.synthetic import paragraphs
+
+    return paragraphs()
 
 
 def held_out_captions(calib: Path | None) -> list[str]:
     """Captions from the calib set's source that the set itself does not contain."""
     if calib is None:
         return []
-    from vlmquant.calib import build, sources
+    from vlmquant.calib import calib_stage, sources
 
-    manifest_path = build.output_paths(calib)["manifest"]
+    manifest_path = calib_stage.output_paths(calib)["manifest"]
     if not calib.is_file() or not manifest_path.is_file():
         raise BadInput(
             f"--calib {calib}: no calibration set with a manifest there; pass the "

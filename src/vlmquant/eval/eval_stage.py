@@ -39,11 +39,13 @@ WORST = 10
 
 @dataclasses.dataclass
 class EvalConfig:
-    base: Path | None = setting(None, "BF16 base checkpoint")
+    base: Path | None = setting(None, "BF16 base checkpoint", required=True)
     quantized: Path | None = setting(
-        None, "quantized checkpoint (or any checkpoint of the same architecture and tokenizer)"
+        None,
+        "quantized checkpoint (or any checkpoint of the same architecture and tokenizer)",
+        required=True,
     )
-    out: Path | None = setting(None, "JSON file to write")
+    out: Path | None = setting(None, "JSON file to write", required=True)
     calib: Path | None = setting(None, "calibration set .txt, to hold its captions out")
     max_samples: int = setting(
         48, "built-in text samples (shipped paragraphs first, then held-out captions)", low=0
@@ -137,7 +139,7 @@ def validate(cfg: EvalConfig) -> str:
         from vlmquant.eval.data import user_texts
 
         user_texts(cfg.text)  # unreadable or empty: bad input before any model loads
-    from vlmquant.calib.build import set_inputs
+    from vlmquant.calib.calib_stage import set_inputs
 
     check_apart(
         cfg.out,
@@ -167,7 +169,7 @@ def resolve_kernels(choice: str) -> str:
 
 def run(cfg: EvalConfig) -> Path:
     if cfg.calib is not None:  # the set's .jsonl or manifest names it as well as its .txt
-        from vlmquant.calib.build import set_txt
+        from vlmquant.calib.calib_stage import set_txt
 
         cfg = dataclasses.replace(cfg, calib=set_txt(cfg.calib))
     device = validate(cfg)

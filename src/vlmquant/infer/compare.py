@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmquant.core.markdown import table_cell
-from vlmquant.prompts import drawable
+from vlmquant.synthetic import drawable
 
 
 def sample_text(i: int, r: dict[str, Any], result: dict[str, Any]) -> str:

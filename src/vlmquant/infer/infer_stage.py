@@ -39,8 +39,12 @@ from vlmquant.results.infer import Compare, InferRun
 
 @dataclasses.dataclass
 class InferConfig:
-    model: Path | None = setting(None, "checkpoint folder (BF16 or ModelOpt FP8 export)")
-    out_dir: Path | None = setting(None, "folder for sample_NN.txt, samples.jsonl, run.json")
+    model: Path | None = setting(
+        None, "checkpoint folder (BF16 or ModelOpt FP8 export)", required=True
+    )
+    out_dir: Path | None = setting(
+        None, "folder for sample_NN.txt, samples.jsonl, run.json", required=True
+    )
     prompts: Path | None = setting(
         None,
         "jsonl prompts (text, optional image); default: the "

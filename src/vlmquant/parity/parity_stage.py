@@ -44,8 +44,8 @@ HF_PTQ_FOLDERS = ("examples/hf_ptq", "examples/llm_ptq", ".")
 
 @dataclasses.dataclass
 class ParityConfig:
-    model: Path | None = setting(None, "BF16 Hugging Face checkpoint folder")
-    calib: Path | None = setting(None, "calibration set .jsonl (hf_ptq's --dataset)")
+    model: Path | None = setting(None, "BF16 Hugging Face checkpoint folder", required=True)
+    calib: Path | None = setting(None, "calibration set .jsonl (hf_ptq's --dataset)", required=True)
     hf_ptq: Path | None = setting(
         None,
         f"Model-Optimizer checkout or its examples/hf_ptq folder (default: ${ENV_HF_PTQ}, "
@@ -152,7 +152,7 @@ def run(cfg: ParityConfig) -> Path:
     folder, device, batch = validate(cfg)
     variant = f"{cfg.model.name}_{cfg.qformat}_{cfg.kv_cache_qformat}"
     out = cfg.out or Path("tmp/parity") / variant
-    from vlmquant.calib.build import set_inputs
+    from vlmquant.calib.calib_stage import set_inputs
 
     check_apart(out, {"--model": cfg.model, **set_inputs(cfg.calib), "--hf-ptq": cfg.hf_ptq})
     check_output(out, cfg.force, stage="parity")

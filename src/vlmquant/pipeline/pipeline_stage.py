@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vlmquant.core.config import build, load_recipe, setting, to_jsonable
+from vlmquant.core.config import build, check_required, load_recipe, setting, to_jsonable
 from vlmquant.core.errors import BadInput
 from vlmquant.core.outputs import check_output, write_text_atomic
 
@@ -125,7 +125,7 @@ def _output(name: str, cfg: Any) -> Path | None:
 
 
 def _make_tiny_out(cfg: Any) -> Path:
-    from vlmquant.tiny.make_tiny import default_out
+    from vlmquant.tiny.make_tiny_stage import default_out
 
     return default_out(cfg)
 
@@ -243,6 +243,8 @@ def run(
         )
     keys = Keys(cfg.state)
     planned = {name: _settings(name, recipe) for name in stages}
+    for name, settings in planned.items():  # before any stage runs
+        check_required(settings, name)
     for name, settings in planned.items():  # before any stage runs: no stage destroys an input
         _check_keeps_inputs(name, settings)
     _check_inputs_exist(planned)

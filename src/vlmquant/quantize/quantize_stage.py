@@ -45,8 +45,10 @@ SUPPORTED_ARCHITECTURES = ("Qwen2_5_VLForConditionalGeneration",)
 
 @dataclasses.dataclass
 class QuantizeConfig:
-    model: Path | None = setting(None, "BF16 Hugging Face checkpoint folder")
-    calib: Path | None = setting(None, "calibration set .txt (its .jsonl beside it gives images)")
+    model: Path | None = setting(None, "BF16 Hugging Face checkpoint folder", required=True)
+    calib: Path | None = setting(
+        None, "calibration set .txt (its .jsonl beside it gives images)", required=True
+    )
     out: Path | None = setting(None, "output folder (default: models/<model>/quantized/<variant>)")
     qformat: str = setting("fp8", "weight/activation format", choices=list(qconfig.QFORMATS))
     kv_cache_qformat: str = setting(
@@ -170,11 +172,11 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
 def run(cfg: QuantizeConfig) -> Path:
     device, mode = validate(cfg)
     if mode == "image-text" and cfg.images is None:  # the pictures a --demo set drew beside it
-        from vlmquant.calib.build import recorded_images
+        from vlmquant.calib.calib_stage import recorded_images
 
         cfg = dataclasses.replace(cfg, images=recorded_images(cfg.calib))
     out = cfg.out or default_out(cfg)
-    from vlmquant.calib.build import set_inputs
+    from vlmquant.calib.calib_stage import set_inputs
 
     inputs = {"--model": cfg.model, **set_inputs(cfg.calib), "--images": cfg.images}
     check_apart(out, inputs, may_sit_inside=("--images",))

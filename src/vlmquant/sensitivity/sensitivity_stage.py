@@ -45,9 +45,9 @@ MEASURE = "kld_mean with only this unit in FP8 (everything else BF16)"
 
 @dataclasses.dataclass
 class SensitivityConfig:
-    base: Path | None = setting(None, "BF16 base checkpoint")
+    base: Path | None = setting(None, "BF16 base checkpoint", required=True)
     calib: Path | None = setting(None, "calibration set .txt (held out of the eval text too)")
-    out: Path | None = setting(None, "JSON file to write")
+    out: Path | None = setting(None, "JSON file to write", required=True)
     quantized: Path | None = setting(
         None, "an FP8 export of --base to measure (default: quantize one with the flags below)"
     )
@@ -111,7 +111,7 @@ def validate(cfg: SensitivityConfig) -> str:
         from vlmquant.eval.data import user_texts
 
         user_texts(cfg.text)
-    from vlmquant.calib.build import set_inputs
+    from vlmquant.calib.calib_stage import set_inputs
 
     inputs = {"--base": cfg.base, "--quantized": cfg.quantized, **set_inputs(cfg.calib)}
     check_apart(cfg.out, inputs)
@@ -189,7 +189,7 @@ class Scorer:
 
 def run(cfg: SensitivityConfig) -> Path:
     if cfg.calib is not None:  # the set's .jsonl or manifest names it as well as its .txt
-        from vlmquant.calib.build import set_txt
+        from vlmquant.calib.calib_stage import set_txt
 
         cfg = dataclasses.replace(cfg, calib=set_txt(cfg.calib))
     device = validate(cfg)

@@ -30,7 +30,9 @@ from vlmquant.engine.args import engine_kwargs
 
 @dataclasses.dataclass
 class ServeConfig:
-    model: Path | None = setting(None, "checkpoint folder (BF16 or ModelOpt FP8 export)")
+    model: Path | None = setting(
+        None, "checkpoint folder (BF16 or ModelOpt FP8 export)", required=True
+    )
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     port: int = setting(8000, "port to listen on", low=1, high=65535)
     served_model_name: str | None = setting(

@@ -30,16 +30,16 @@ TOKENIZER_VOCAB = 2048
 
 def training_text() -> list[str]:
     """Text the tokenizer is trained on: shipped paragraphs, prompts and demo captions."""
-    from vlmquant.calib.sources import demo_captions
+    from vlmquant.synthetic import demo_captions, paragraphs
 
     data = resources.files("vlmquant.data")
-    lines = data.joinpath("paragraphs.txt").read_text().splitlines()
+    lines = paragraphs()
     lines += [
         json.loads(x)["text"]
         for x in data.joinpath("prompts.jsonl").read_text().split("\n")
         if x.strip()
     ]
-    lines += [c.text for c in demo_captions()]
+    lines += [text for _, text, _ in demo_captions()]
     return lines
 
 
