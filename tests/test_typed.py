@@ -107,3 +107,24 @@ def test_report_results_on_a_result_of_another_version_is_one_line(tmp_path, cli
     assert code == 2 and err.count("\n") == 1
     assert f"{tmp_path / 'bench-x.json'}: not a vlmquant.bench/1 result" in err
     assert not (tmp_path / "bench-x.md").exists()
+
+
+def test_every_result_names_a_command_that_exists_as_its_writer():
+    """The fix a bad result's message gives is a command a user can run (audit round X: the
+    recipe comparison named `vlmquant compare collect`, which is no subcommand)."""
+    import importlib
+    import shlex
+
+    from vlmquant.results.calib import Manifest
+    from vlmquant.results.quantize import PrecisionMap
+    from vlmquant.stages import STAGES
+
+    root = Path(__file__).resolve().parents[1]
+    for cls in [*TYPES.values(), Manifest, PrecisionMap, BudgetChoice]:
+        argv = shlex.split(cls.WRITER)
+        if argv[0] == "vlmquant":
+            assert argv[1] in {s.name for s in STAGES}, cls.WRITER
+        elif argv[:2] == ["python", "-m"]:
+            importlib.import_module(argv[2])
+        else:
+            assert argv[0] == "bash" and (root / argv[1]).is_file(), cls.WRITER

@@ -19,8 +19,7 @@ from run import ROOT, Case, vq
 ROUND = "X"
 
 
-def _root(fx, d):
-    """A model root: the tiny checkpoint, the export as variant `v`."""
+def _root(fx, d):  # a model root: the tiny checkpoint, the export as variant `v`
     root = d / "m"
     shutil.copytree(fx["tiny"], root / "checkpoints" / "tiny")
     shutil.copytree(fx["export"], root / "quantized" / "v")

@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,6 +32,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+# the subcommands a message may tell a user to run (read from the source: no import)
+STAGE_NAMES = set(
+    re.findall(r'Stage\(\s*"([a-z-]+)"', (ROOT / "src/vlmquant/stages.py").read_text())
+)
 
 
 @dataclass
@@ -114,6 +119,9 @@ def judge(case: Case, rc: int, err: str, before: dict, out_before: str) -> list:
     if case.expect == 2:
         if len(lines) != 1:
             off.append(f"{len(lines)} lines on stderr, expected one")
+        for name in re.findall(r"`vlmquant ([a-z][a-z-]*)", err):  # the fix names a command
+            if name not in STAGE_NAMES:
+                off.append(f"the fix names `vlmquant {name}`, no such subcommand")
         if case.out is not None and digest(case.out) != out_before:
             off.append(f"output path written: {case.out}")
     elif rc == 0 and case.check is not None:
@@ -211,6 +219,7 @@ def cases_of(mod) -> list:
     (fx, d)."""
     return [(name, fn) for name, fn in vars(mod).items()
             if inspect.isfunction(fn) and fn.__module__ == mod.__name__ and fn.__doc__
+            and not name.startswith("_")
             and list(inspect.signature(fn).parameters) == ["fx", "d"]]  # fmt: skip
 
 

@@ -124,12 +124,12 @@ def plain(obj: Any) -> Any:
 
 
 class Result:
-    """Base of a typed result; subclasses are dataclasses that set KIND, VERSION and STAGE (the
+    """Base of a typed result; subclasses are dataclasses that set KIND, VERSION and WRITER (the
     command that writes one, named in the fix when a file cannot be read)."""
 
     KIND: ClassVar[str]
     VERSION: ClassVar[int]
-    STAGE: ClassVar[str]
+    WRITER: ClassVar[str]
 
     @classmethod
     def schema(cls) -> str:
@@ -154,7 +154,7 @@ class Result:
     def read(cls: type[R], path: Path) -> R:
         """The result in `path`; anything else (no file, not JSON, no or another schema tag,
         another shape) is bad input naming the file and the stage that writes a good one."""
-        fix = f"write it again with `vlmquant {cls.STAGE}`"
+        fix = f"write it again with `{cls.WRITER}`"
         if not path.is_file():
             raise BadInput(f"{path}: {not_a_file(path)}; {fix}")
         try:
@@ -178,10 +178,10 @@ class Result:
         return {SCHEMA_KEY: self.schema(), **plain(self)}
 
 
-def read_rows(cls: type[T], path: Path, stage: str) -> list[T]:
+def read_rows(cls: type[T], path: Path, writer: str) -> list[T]:
     """A JSON-lines file of `cls` rows (a dataclass): bad input naming the file and line when a
-    row is not one."""
-    fix = f"write it again with `vlmquant {stage}`"
+    row is not one, and `writer`, the command that writes a good one."""
+    fix = f"write it again with `{writer}`"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:

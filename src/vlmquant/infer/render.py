@@ -34,7 +34,7 @@ def _engine_row(label: str, res: EngineRun) -> str:
 
 
 def samples(run_dir: Path) -> list[SampleRow]:
-    return read_rows(SampleRow, run_dir / "samples.jsonl", "infer")
+    return read_rows(SampleRow, run_dir / "samples.jsonl", "vlmquant infer")
 
 
 def render(results: Path, title: str) -> str:

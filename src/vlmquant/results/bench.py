@@ -86,7 +86,7 @@ class BenchModel:
 class BenchResult(Result):
     KIND: ClassVar[str] = "bench"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "bench"
+    WRITER: ClassVar[str] = "vlmquant bench"
 
     device: str
     card: str
@@ -109,7 +109,7 @@ class ServeModel:
 class ServeResult(Result):
     KIND: ClassVar[str] = "serve-bench"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "bench --serve"
+    WRITER: ClassVar[str] = "vlmquant bench --serve"
 
     mode: str
     device: str

@@ -31,7 +31,7 @@ class Counts:
 class Manifest(Result):
     KIND: ClassVar[str] = "calib-manifest"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "calib"
+    WRITER: ClassVar[str] = "vlmquant calib"
 
     source: Source
     counts: Counts

@@ -21,7 +21,7 @@ class Finding:
 class Verdict(Result):
     KIND: ClassVar[str] = "check-vllm"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "check-vllm CHECKPOINT --json"
+    WRITER: ClassVar[str] = "vlmquant check-vllm CHECKPOINT --json"
 
     checkpoint: str
     architecture: str

@@ -19,7 +19,7 @@ class ModuleGroup:
 class Inspect(Result):
     KIND: ClassVar[str] = "inspect"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "inspect --json CHECKPOINT"
+    WRITER: ClassVar[str] = "vlmquant inspect --json CHECKPOINT"
 
     path: str
     format: str

@@ -103,7 +103,7 @@ class Vllm:
 class EvalResult(Result):
     KIND: ClassVar[str] = "eval"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "eval"
+    WRITER: ClassVar[str] = "vlmquant eval"
 
     base: str
     quantized: str

@@ -42,7 +42,7 @@ class CompareSummary:
 class InferRun(Run, Result):
     KIND: ClassVar[str] = "infer-run"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "infer"
+    WRITER: ClassVar[str] = "vlmquant infer"
 
     result: InferSummary
     check_vllm: str
@@ -67,7 +67,7 @@ class CompareRow:
 class Compare(Result):
     KIND: ClassVar[str] = "infer-compare"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "infer --compare BASE"
+    WRITER: ClassVar[str] = "vlmquant infer --compare BASE"
 
     model: str
     base: str
@@ -92,7 +92,7 @@ class Generation(Result):
 
     KIND: ClassVar[str] = "generation"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "infer"
+    WRITER: ClassVar[str] = "bash scripts/gpu/quantize_3b.sh"
 
     model: str
     engine: dict[str, Any]

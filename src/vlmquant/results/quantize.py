@@ -34,7 +34,7 @@ class Measured:
 class BudgetChoice(Result):
     KIND: ClassVar[str] = "kld-budget"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "quantize --kld-budget X --sensitivity FILE"
+    WRITER: ClassVar[str] = "vlmquant quantize --kld-budget X --sensitivity FILE"
 
     budget: float
     whole_export_kld: float
@@ -65,7 +65,7 @@ class ModulePrecision:
 class PrecisionMap(Result):
     KIND: ClassVar[str] = "precision-map"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "quantize"
+    WRITER: ClassVar[str] = "vlmquant quantize"
 
     counts: dict[str, int]
     modules: dict[str, ModulePrecision]
@@ -107,7 +107,7 @@ class CheckSummary:
 class QuantizeRun(Run, Result):
     KIND: ClassVar[str] = "quantize-run"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "quantize"
+    WRITER: ClassVar[str] = "vlmquant quantize"
 
     device: str
     device_name: str

@@ -77,7 +77,7 @@ class Speed:
 class Recipes(Result):
     KIND: ClassVar[str] = "recipes"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "compare collect"
+    WRITER: ClassVar[str] = "python -m vlmquant.eval.compare collect"
 
     recipes: list[RecipeRow]
     speed: Speed | None = None

@@ -58,7 +58,7 @@ class CheckpointDiff:
 class ParityRun(Run, Result):
     KIND: ClassVar[str] = "parity-run"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "parity"
+    WRITER: ClassVar[str] = "vlmquant parity"
 
     device: str
     hf_ptq_folder: str
@@ -76,7 +76,7 @@ class Probe:
 class MakeTinyRun(Run, Result):
     KIND: ClassVar[str] = "make-tiny-run"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "make-tiny"
+    WRITER: ClassVar[str] = "vlmquant make-tiny"
 
     parameters: int
     gguf_sha256: str | None = None  # with --lm: the trained model it holds

@@ -51,7 +51,7 @@ class UnitCost:
 class Sensitivity(Result):
     KIND: ClassVar[str] = "sensitivity"
     VERSION: ClassVar[int] = 1
-    STAGE: ClassVar[str] = "sensitivity"
+    WRITER: ClassVar[str] = "vlmquant sensitivity"
 
     base: str
     base_identity: dict[str, str]
