@@ -1421,3 +1421,13 @@ def test_round_w_cases(tiny_model, quantized, demo_calib, tmp_path, cli):
         code, err = cli(*args)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_round_y_cases(quantized, tmp_path, cli):
+    """infer --max-tokens 100000 with --max-model-len 4096 started an engine and wrote samples
+    cut at the context (exit 0); vLLM's server refuses such a request."""
+    out = tmp_path / "s"
+    code, err = cli("infer", "--model", quantized(), "--max-tokens", 100000, "--out-dir", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--max-tokens 100000: prompt 1" in err and "exceeds --max-model-len 4096" in err
+    assert not out.exists()

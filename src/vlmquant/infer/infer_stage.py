@@ -103,13 +103,16 @@ def validate(cfg: InferConfig) -> list[Prompt]:
         cfg.out_dir, {"--model": cfg.model, "--compare": cfg.compare, "--prompts": cfg.prompts}
     )
     check_output(cfg.out_dir, cfg.force, stage="infer")
-    check_prompt_lengths(cfg.model, prompts, cfg.max_model_len)
+    check_prompt_lengths(cfg.model, prompts, cfg.max_model_len, cfg.max_tokens)
     return prompts
 
 
-def check_prompt_lengths(model: Path, prompts: list[Prompt], max_model_len: int) -> None:
+def check_prompt_lengths(
+    model: Path, prompts: list[Prompt], max_model_len: int, max_tokens: int
+) -> None:
     """Count each chat prompt's tokens (image tokens included) with the checkpoint's processor,
-    as vLLM will: a prompt longer than --max-model-len is refused here, not after an engine
+    as vLLM will: a prompt that, with --max-tokens of output, exceeds --max-model-len is refused
+    here (as vLLM's server refuses such a request), not cut short or refused after an engine
     start."""
     from vlmquant.core.quiet import library_output
     from vlmquant.prompts import load_image
@@ -132,6 +135,13 @@ def check_prompt_lengths(model: Path, prompts: list[Prompt], max_model_len: int)
             raise BadInput(
                 f"--max-model-len {max_model_len}: prompt {n} ({p.text[:30]!r}) is {tokens} "
                 f"tokens long; raise --max-model-len to at least {tokens} or shorten the prompt"
+            )
+        if tokens + max_tokens > max_model_len:
+            raise BadInput(
+                f"--max-tokens {max_tokens}: prompt {n} ({p.text[:30]!r}) is {tokens} tokens "
+                f"long, and {tokens} + {max_tokens} exceeds --max-model-len {max_model_len}; "
+                f"lower --max-tokens to at most {max_model_len - tokens} or raise --max-model-len "
+                f"to {tokens + max_tokens}"
             )
 
 
