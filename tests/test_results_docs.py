@@ -136,9 +136,10 @@ def _prose_figures(text: str) -> list[str]:
 
 def test_figures_in_prose_come_from_the_rendered_results():
     """notes.md, an attempts record's intro and conclusions, docs/results/README.md and the
-    README outside its headline block are a person's words beside the rendered tables: every decimal figure they quote must be on a
-    results page, outside that prose (rendered from the JSON); settings and versions aside. Predictions may hold figures:
-    they were written before the run."""
+    README outside its headline block are a person's words beside the rendered tables: every
+    decimal figure they quote must be on a results page, outside that prose (rendered from the
+    JSON); settings and versions aside. Predictions may hold figures: they were written before
+    the run."""
     import tomllib
 
     pages = {p: p.read_text() for p in RESULTS.rglob("*.md")}
