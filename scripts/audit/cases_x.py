@@ -164,26 +164,18 @@ def results_serve_tagged_bench(fx, d):
     )
 
 
+def _eval_argv(fx, quantized, out) -> list:
+    return vq("eval", "--base", fx["tiny"], "--quantized", quantized, "--out", out, "--no-vllm",
+              "--max-samples", 2, "--image-samples", 0)  # fmt: skip
+
+
 def eval_export_run_json_no_schema(fx, d):
     """eval --quantized: the export's run.json was written by an older vlmquant (no schema)"""
     q = clone(fx["export"], d)
     edit_json(q / "run.json", lambda j: j.pop("schema", None))
     out = d / "e.json"
     return Case(
-        vq(
-            "eval",
-            "--base",
-            fx["tiny"],
-            "--quantized",
-            q,
-            "--out",
-            out,
-            "--no-vllm",
-            "--max-samples",
-            2,
-            "--image-samples",
-            0,
-        ),
+        _eval_argv(fx, q, out),
         out=out,
         inputs=[q],
     )
@@ -212,20 +204,7 @@ def eval_export_with_a_make_tiny_run_json(fx, d):
         return None if r.get("schema") == "vlmquant.eval/1" else f"wrote {list(r)[:3]}"
 
     return Case(
-        vq(
-            "eval",
-            "--base",
-            fx["tiny"],
-            "--quantized",
-            q,
-            "--out",
-            out,
-            "--no-vllm",
-            "--max-samples",
-            2,
-            "--image-samples",
-            0,
-        ),
+        _eval_argv(fx, q, out),
         expect=0,
         out=out,
         check=check,
@@ -256,57 +235,25 @@ def eval_calib_manifest_old_version(fx, d):
     )
 
 
-def quantize_sensitivity_newer_version(fx, d):
-    """quantize --kld-budget: the sensitivity file says schema vlmquant.sensitivity/2"""
+def _budget_case(fx, d, edit) -> Case:
+    """quantize --kld-budget 0.5 with a copy of the sensitivity file changed by edit(json)."""
     s = d / "s.json"
     shutil.copy(fx["sens"], s)
-    edit_json(s, lambda j: j.update(schema="vlmquant.sensitivity/2"))
+    edit_json(s, edit)
     out = d / "q"
-    return Case(
-        vq(
-            "quantize",
-            "--model",
-            fx["tiny"],
-            "--calib",
-            fx["calib"],
-            "--calib-size",
-            16,
-            "--kld-budget",
-            0.5,
-            "--sensitivity",
-            s,
-            "--out",
-            out,
-        ),
-        out=out,
-        inputs=[s],
-    )
+    argv = vq("quantize", "--model", fx["tiny"], "--calib", fx["calib"], "--calib-size", 16,
+              "--kld-budget", 0.5, "--sensitivity", s, "--out", out)  # fmt: skip
+    return Case(argv, out=out, inputs=[s])
+
+
+def quantize_sensitivity_newer_version(fx, d):
+    """quantize --kld-budget: the sensitivity file says schema vlmquant.sensitivity/2"""
+    return _budget_case(fx, d, lambda j: j.update(schema="vlmquant.sensitivity/2"))
 
 
 def quantize_sensitivity_cost_string(fx, d):
     """quantize --kld-budget: a unit's cost in the sensitivity file is the string "0.1" """
-    s = d / "s.json"
-    shutil.copy(fx["sens"], s)
-    edit_json(s, lambda j: j["units"][0].update(cost="0.1"))
-    out = d / "q"
-    return Case(
-        vq(
-            "quantize",
-            "--model",
-            fx["tiny"],
-            "--calib",
-            fx["calib"],
-            "--calib-size",
-            16,
-            "--kld-budget",
-            0.5,
-            "--sensitivity",
-            s,
-            "--out",
-            out,
-        ),
-        out=out,
-    )
+    return _budget_case(fx, d, lambda j: j["units"][0].update(cost="0.1"))
 
 
 def quantize_recipe_without_calib(fx, d):
