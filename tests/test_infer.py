@@ -79,3 +79,4 @@ def test_compare_matches_the_two_sample_sets(infer_runs):
     md = (infer_runs / "fp8" / "compare.md").read_text()
     assert f"identical for {cmp['identical']} of {cmp['prompts']}" in md
     assert md.count("\n| ") == cmp["prompts"] + 1
+    assert "- run on: CPU only, no CUDA GPU visible" in md  # where both engines ran

@@ -168,3 +168,16 @@ def test_figures_in_prose_come_from_the_rendered_results():
     ]
     assert not unsourced, f"figures in prose found on no rendered page: {unsourced}"
     assert _prose_figures("measured 0.037 at --seq-len 0.5, vLLM 0.25.0") == ["0.037"]
+
+
+def test_committed_compare_pages_are_rendered_from_their_runs():
+    """infer --compare's compare.md beside a recorded run is what its compare.json and run.json
+    give, and names where it ran."""
+    from vlmquant.infer.render import compare_page
+
+    runs = sorted(p.parent for p in RESULTS.rglob("compare.json"))
+    assert runs
+    for run_dir in runs:
+        page = (run_dir / "compare.md").read_text()
+        assert page == compare_page(run_dir), run_dir
+        assert "- run on: NVIDIA H200" in page, run_dir

@@ -9,14 +9,8 @@ from pathlib import Path
 from vlmquant.eval import paired
 from vlmquant.eval.compare import VERSIONS
 from vlmquant.results.quantize import BudgetChoice
-from vlmquant.results.recipes import Machine, Recipes
-
-
-def machine_text(m: Machine) -> str:
-    cpus = f", {m.cpus} CPUs" if m.cpus else ""
-    if not m.gpus:
-        return f"CPU only, no CUDA GPU visible ({m.platform}{cpus})"
-    return f"{', '.join(m.gpus)} ({m.platform}{cpus})"
+from vlmquant.results.recipes import Recipes
+from vlmquant.results.runs import machine_text
 
 
 def _speed_cells(data: Recipes, name: str) -> str:

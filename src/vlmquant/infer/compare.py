@@ -65,9 +65,13 @@ def comparison(model: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare_markdown(cmp: dict[str, Any]) -> str:
+def compare_markdown(cmp: dict[str, Any], machine: str) -> str:
+    """compare.md: the token comparison, and `machine` (`results.runs.machine_text`): where
+    both engines ran."""
     lines = [
         f"# {Path(cmp['model']).name} vs {Path(cmp['base']).name}",
+        "",
+        f"- run on: {machine}",
         "",
         f"Greedy token sequences identical for {cmp['identical']} of {cmp['prompts']} prompts.",
         "",

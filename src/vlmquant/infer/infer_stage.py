@@ -35,6 +35,7 @@ from vlmquant.engine.worker import run_worker
 from vlmquant.infer.compare import compare_markdown, comparison, sample_text
 from vlmquant.prompts import Prompt, load_prompts
 from vlmquant.results.infer import Compare, InferRun
+from vlmquant.results.runs import Host, machine_text
 
 
 @dataclasses.dataclass
@@ -242,7 +243,8 @@ def run(cfg: InferConfig) -> Path:
                 base = run_worker(engine_spec(cfg, cfg.compare, prompts), tmp / "engine_base")
             cmp = comparison(result, base)
             (tmp / "compare.json").write_text(Compare.dumps(cmp))
-            (tmp / "compare.md").write_text(compare_markdown(cmp))
+            host = Host(**record.data()["host"])
+            (tmp / "compare.md").write_text(compare_markdown(cmp, machine_text(host)))
             record.extra["compare"] = {k: cmp[k] for k in ("base", "identical", "prompts")}
             record.extra["base_result"] = {
                 k: base[k]

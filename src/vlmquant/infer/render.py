@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from vlmquant.core.markdown import counts_text, notes, table_cell
-from vlmquant.core.typed import read_rows
+from vlmquant.core.typed import plain, read_rows
 from vlmquant.results.check import Verdict
 from vlmquant.results.infer import Compare, EngineRun, InferRun, SampleRow
 
@@ -148,3 +148,19 @@ def report_section(infer_dir: Path, report_dir: Path) -> list[str]:
                 f"| {table_cell(row.text, 50)} | {row.image or ''} | {table_cell(row.response)} |"
             )
     return lines + [""]
+
+
+def compare_page(run_dir: Path) -> str:
+    """A recorded run's compare.md from its compare.json and run.json: what `infer --compare`
+    writes; a run record older than host.gpus takes the card from environment.txt beside the
+    run folder, and says so."""
+    from vlmquant.infer.compare import compare_markdown
+    from vlmquant.results.runs import machine_text
+
+    host = InferRun.read(run_dir / "run.json").host
+    machine = machine_text(host)
+    env = run_dir.parent / "environment.txt"
+    if host.gpus is None and env.is_file():
+        card = env.read_text(encoding="utf-8").split("\n", 1)[0].split(",")[0].strip()
+        machine = f"{card} (from environment.txt beside this run: its record predates host.gpus)"
+    return compare_markdown(plain(Compare.read(run_dir / "compare.json")), machine)

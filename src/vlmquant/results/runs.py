@@ -16,6 +16,17 @@ class Host:
     gpus: list[str] | None = None
 
 
+def machine_text(m) -> str:
+    """Where a run ran, from a record with `gpus`, `platform` and `cpus` (a Host, a Machine):
+    the CUDA GPUs it saw, or CPU only; a record before `gpus` existed says so."""
+    cpus = f", {m.cpus} CPUs" if m.cpus else ""
+    if m.gpus is None:
+        return f"not recorded (a run record before host.gpus existed; {m.platform}{cpus})"
+    if not m.gpus:
+        return f"CPU only, no CUDA GPU visible ({m.platform}{cpus})"
+    return f"{', '.join(m.gpus)} ({m.platform}{cpus})"
+
+
 @dataclass
 class Run:
     """A run record as a result embeds it (`RunRecord.data()` without stage extras)."""
