@@ -8,7 +8,6 @@ Exit 0 when the checkpoint passes (warnings allowed), 2 when it fails."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from vlmquant.checkpoint.check_vllm import check, failure_line, render
@@ -29,7 +28,7 @@ class CheckVllmConfig:
 
 def run(cfg: CheckVllmConfig) -> Path:
     verdict = check(cfg.checkpoint, cfg.tensor_parallel_size)
-    print(json.dumps(verdict.to_json(), indent=2) if cfg.json else render(verdict))
+    print(verdict.text().rstrip() if cfg.json else render(verdict))
     if not verdict.ok:
         raise BadInput(failure_line(verdict))
     return cfg.checkpoint

@@ -94,7 +94,7 @@ def export_record(export: Path):
     tag = data.get(SCHEMA_KEY) if isinstance(data, dict) else None
     if isinstance(tag, str) and tag.startswith("vlmquant.") and tag != QuantizeRun.schema():
         return None  # another stage's record (make-tiny writes one beside its checkpoint)
-    return QuantizeRun.read(run)
+    return QuantizeRun.checked(data, run)  # read once above
 
 
 def check_made_from(export: Path, base: Path, flag: str = "--base") -> None:

@@ -161,6 +161,12 @@ class Result:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BadInput(f"{path}: not JSON ({e}); {fix}") from None
+        return cls.checked(data, path)
+
+    @classmethod
+    def checked(cls: type[R], data: Any, path: Path) -> R:
+        """`data`, already read from `path`, as this result; bad input as `read` words it."""
+        fix = f"write it again with `{cls.WRITER}`"
         if not isinstance(data, dict) or data.get(SCHEMA_KEY) != cls.schema():
             found = data.get(SCHEMA_KEY) if isinstance(data, dict) else type(data).__name__
             raise BadInput(f"{path}: not a {cls.schema()} result (schema {found!r}); {fix}")
@@ -172,10 +178,14 @@ class Result:
     @classmethod
     def dumps(cls, data: dict[str, Any]) -> str:
         """`data` checked as this result and as the JSON text a stage writes."""
-        return json.dumps(cls.build(data).to_json(), indent=2) + "\n"
+        return cls.build(data).text()
 
     def to_json(self) -> dict[str, Any]:
         return {SCHEMA_KEY: self.schema(), **plain(self)}
+
+    def text(self) -> str:
+        """The JSON text of this result, as every stage writes one."""
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
 
 def read_rows(cls: type[T], path: Path, writer: str) -> list[T]:

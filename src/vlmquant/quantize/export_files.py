@@ -3,7 +3,6 @@ check-vllm verdict against the installed vLLM (check_vllm.json)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 # What a VLM checkpoint needs beside its weights and config to tokenize and preprocess.
@@ -44,5 +43,5 @@ def record_check_vllm(export: Path) -> dict | str:
 
     verdict = check_vllm.check(export)
     verdict.checkpoint = "(this export)"  # the temporary path it was checked at means nothing
-    (export / "check_vllm.json").write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    (export / "check_vllm.json").write_text(verdict.text())
     return {k: getattr(verdict, k) for k in ("ok", "vllm_version", "vllm_build", "tensors_checked")}

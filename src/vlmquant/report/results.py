@@ -71,10 +71,11 @@ def _bench(src: Path) -> Page:
     from vlmquant.results.bench import BenchResult, ServeResult
 
     page = src.with_suffix(".md")
-    if _json(src).get(SCHEMA_KEY) == ServeResult.schema():
-        serve = ServeResult.read(src)
+    raw = _json(src)  # read once: its schema tag says which of the two it is
+    if isinstance(raw, dict) and raw.get(SCHEMA_KEY) == ServeResult.schema():
+        serve = ServeResult.checked(raw, src)
         return Page(page, "serve", src, lambda: serve_render.render(serve))
-    data = BenchResult.read(src)
+    data = BenchResult.checked(raw, src)
     png = page.with_suffix(".png") if bench_render.has_matrix(data) else None
     return Page(
         page,
