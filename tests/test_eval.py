@@ -270,9 +270,31 @@ def test_per_sample_sums_pair_two_exports_on_the_same_samples(
     other_set = dataclasses.replace(rows[0], recipe="other_calib", calib_sha256="0" * 64)
     (ref, again) = paired.kv_costs([rows[0], copy, other_set, rows[1]])
     a, b = (r.fidelity.text.kld_mean for r in rows)
-    assert ref["twin"] == "bf16kv" and ref["added_kld"] == pytest.approx(a - b)
-    lo, hi = ref["added_kld_ci95"]
-    assert lo <= ref["added_kld"] <= hi and lo < hi
+    assert ref["twin"] == "bf16kv" and ref["added"] == pytest.approx(a - b)
+    lo, hi = ref["added_ci95"]
+    assert lo <= ref["added"] <= hi and lo < hi
     assert again["ratio"] == pytest.approx(1.0) and again["ratio_ci95"] == pytest.approx([1, 1])
     page = recipes_render.render(Recipes(recipes=rows))
     assert "## What the FP8 KV cache adds (paired)" in page
+    assert "added NLL in vLLM" not in page  # no vLLM check ran: no vLLM table
+    # with per-sample sums from the eval's vLLM check, the same pairing runs on vLLM's NLL
+    from vlmquant.results.eval import PerSample
+
+    fields = ["tokens", "nll_base", "nll_quant"]
+    scored = [
+        dataclasses.replace(
+            r,
+            vllm=dataclasses.replace(
+                r.vllm,
+                per_sample=PerSample(
+                    fields,
+                    [[s[0], s[2], s[3] + 0.01 * k * s[0]] for s in r.fidelity.text.per_sample.rows],
+                ),
+            ),
+        )  # fmt: skip
+        for k, r in enumerate(rows)
+    ]
+    (nll,) = paired.kv_costs(scored, measure=paired.VLLM_NLL)
+    want = [sum(s[2] for s in r.vllm.per_sample.rows) / r.fidelity.text.tokens for r in scored]
+    assert nll["added"] == pytest.approx(want[0] - want[1])
+    assert "added NLL in vLLM" in recipes_render.render(Recipes(recipes=scored))

@@ -50,5 +50,12 @@ def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli
     assert v["top1_agreement_base_vs_quant"] < 0.9
     assert abs(v["nll_quant"] - text["nll_quant"]) <= 0.01 * text["nll_quant"]
     assert v["top1_agreement_emulation_vs_vllm_clear"]["positions"] > 0
+    # vLLM's per-sample sums (for a paired interval on vLLM's own numbers) add up to its means,
+    # sample by sample on the same tokens as the emulation's
+    per = v["per_sample"]
+    assert per["fields"] == ["tokens", "nll_base", "nll_quant"]
+    assert [row[0] for row in per["rows"]] == [row[0] for row in text["per_sample"]["rows"]]
+    for i, field in ((1, "nll_base"), (2, "nll_quant")):
+        assert sum(row[i] for row in per["rows"]) / v["tokens"] == pytest.approx(v[field])
     assert "lm_eval" not in r  # removed: it never ran anywhere (issue #16)
     assert not list(tmp_path.glob(".*-work"))  # the engines' work folder is gone

@@ -37,3 +37,12 @@ ensure_trained() {
   [ -f "${calib%.txt}.manifest.json" ] || vq calib --demo --num-samples 512 --out "$calib"
   [ -f "$trained/config.json" ] || vq make-tiny --lm-gguf "${GGUF:?set GGUF}" --out "$trained" 2>&1 | tail -1
 }
+
+# The trained model's export for one KV recipe, from the 512 demo captions, built once per host:
+# hf_ptq (FP8 + FP8 KV), bf16kv (--kv-cache-qformat none), fp8cast_kv (fp8_cast KV scales).
+trained_export() {
+  local -A kv=([hf_ptq]=fp8 [bf16kv]=none [fp8cast_kv]=fp8_cast)
+  [ -f "$w/trained_$1/run.json" ] || { step "quantize $1"; vq quantize --model "$trained" \
+    --calib "$calib" --calib-size 512 --kv-cache-qformat "${kv[$1]:?unknown recipe $1}" \
+    --out "$w/trained_$1" 2>&1 | tail -1; }
+}

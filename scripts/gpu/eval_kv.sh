@@ -6,31 +6,41 @@
 # arithmetic and checked against vLLM 0.25's prompt logprobs on the same held-out samples as
 # scripts/recipes_trained.sh (EVAL_SAMPLES, default 48). If the emulation agrees with vLLM on
 # the BF16-KV export and not on the FP8-KV ones, the mismatch lies in the KV-cache path.
-# Results: $OUT/eval-kv-h200/ (eval JSONs, environment) and $OUT/eval-kv-h200.md.
+# The three rows also go into one recipe comparison (python -m vlmquant.eval.compare collect):
+# its page pairs the exports sample by sample, on the emulation's KLD and on vLLM's own NLL.
+# Results: $OUT/$NAME.tgz ($NAME/: eval JSONs, environment, recipes-cuda.json and its page;
+# $NAME.md);
+# NAME defaults to eval-kv-h200 (48 samples) or eval-kv<N>-h200 (EVAL_SAMPLES=N).
 #   usage (GPU host, repo root, after install.sh):  OUT=DIR GGUF=FILE bash scripts/gpu/eval_kv.sh [RECIPE...]
 #   RECIPE: hf_ptq bf16kv fp8cast_kv (default: all three; finished ones are skipped, so a second
 #   call on a warm host goes on where the first stopped)
 set -uo pipefail
 source scripts/gpu/common.sh
-dest="$w/eval-kv-h200"
 n_eval="${EVAL_SAMPLES:-48}"
+name="${NAME:-eval-kv$([ "$n_eval" = 48 ] || echo "$n_eval")-h200}"
+dest="$w/$name"
 mkdir -p "$dest"
 ensure_trained "$dest"
-declare -A kv=([hf_ptq]=fp8 [bf16kv]=none [fp8cast_kv]=fp8_cast)
-for name in "${@:-hf_ptq bf16kv fp8cast_kv}"; do
-  for r in $name; do
+for arg in "${@:-hf_ptq bf16kv fp8cast_kv}"; do
+  for r in $arg; do
     e="$w/trained_$r"
-    [ -f "$e/run.json" ] || { step "quantize $r"; vq quantize --model "$trained" --calib "$calib" \
-      --calib-size 512 --kv-cache-qformat "${kv[$r]}" --out "$e" 2>&1 | tail -1; }
+    trained_export "$r"
     [ -f "$dest/eval_trained_$r.json" ] && continue
     step "eval $r (CUDA arithmetic + vLLM, $n_eval samples)"
     vq eval --base "$trained" --quantized "$e" --calib "$calib" --kernels cuda --vllm --max-samples "$n_eval" \
       --image-samples 0 --out "$dest/eval_trained_$r.json" 2>&1 | tail -2
-    mkdir -p "$out/eval-kv-h200" && cp "$dest"/eval_trained_"$r".json "$dest/environment.txt" "$out/eval-kv-h200/"
+    mkdir -p "$out/$name" && cp "$dest"/eval_trained_"$r".json "$dest/environment.txt" "$out/$name/"
   done
 done
+rows=()
+for r in hf_ptq bf16kv fp8cast_kv; do
+  [ -f "$dest/eval_trained_$r.json" ] && rows+=("$r=$w/trained_$r=$dest/eval_trained_$r.json")
+done
+python3 -m vlmquant.eval.compare collect "$dest/recipes-cuda.json" "${rows[@]}"
 echo "# Trained 0.5B in Qwen2.5-VL on one NVIDIA H200: the FP8 KV cache, emulation vs vLLM 0.25" \
   > "$dest.md"
 python3 -m vlmquant report --results "$w" >/dev/null
-cp -r "$dest" "$dest.md" "$out/"
+# one archive: the folder and its pages are more files than the device hands back
+rm -rf "${out:?}/$name" && tar czf "$out/$name.tgz" -C "$w" "$name" "$name.md"
 grep -h "vLLM check" "$dest.md"
+cat "$dest/recipes-cuda.md"

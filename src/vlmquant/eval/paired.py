@@ -25,9 +25,29 @@ RESAMPLES = 1000
 HALF = 0.5  # the goal: at least halve what the FP8 KV cache adds
 
 
-def _samples(row: RecipeRow) -> list[list[float]] | None:
-    per = row.fidelity.text.per_sample
-    return per.rows if per else None
+@dataclasses.dataclass(frozen=True)
+class Measure:
+    """What is paired: per-sample sums of `field` from the emulation's text group or from the
+    eval's vLLM check (vLLM's own prompt logprobs)."""
+
+    source: str  # "emulation" | "vllm"
+    field: str
+    label: str
+
+
+# the emulation gives full logits, so its KLD; vLLM's prompt logprobs give the NLL of the text
+# (the difference of two exports' quantized NLLs is what the FP8 KV cache adds in vLLM itself)
+KLD = Measure("emulation", "kld", "KLD")
+VLLM_NLL = Measure("vllm", "nll_quant", "NLL in vLLM")
+
+
+def _samples(row: RecipeRow, measure: Measure = KLD) -> list[list[float]] | None:
+    """[tokens, sum of the measure] per sample, in eval-set order; None if not recorded."""
+    per = row.fidelity.text.per_sample if measure.source == "emulation" else row.vllm.per_sample
+    if per is None or measure.field not in per.fields:
+        return None
+    i = per.fields.index(measure.field)
+    return [[r[0], r[i]] for r in per.rows]
 
 
 def _signature(row: RecipeRow) -> tuple:
@@ -36,17 +56,19 @@ def _signature(row: RecipeRow) -> tuple:
             tuple(sorted(row.exclude_modules)))  # fmt: skip
 
 
-def twins(rows: list[RecipeRow]) -> list[tuple[RecipeRow, RecipeRow]]:
+def twins(rows: list[RecipeRow], measure: Measure = KLD) -> list[tuple[RecipeRow, RecipeRow]]:
     """(recipe with an FP8 KV cache, its BF16-KV twin) for every recipe that has one measured on
     the same samples (the same token count per sample)."""
     pairs = []
     for r in rows:
-        if not r.kv_cache_quant_algo or _samples(r) is None:
+        mine = _samples(r, measure)
+        if not r.kv_cache_quant_algo or mine is None:
             continue
         for t in rows:
+            theirs = _samples(t, measure)
             if (t.kv_cache_quant_algo is None and _signature(t) == _signature(r)
-                    and _samples(t) is not None
-                    and [s[0] for s in _samples(t)] == [s[0] for s in _samples(r)]):  # fmt: skip
+                    and theirs is not None
+                    and [s[0] for s in theirs] == [s[0] for s in mine]):  # fmt: skip
                 pairs.append((r, t))
                 break
     return pairs
@@ -57,19 +79,19 @@ def _interval(values: list[float]) -> list[float]:
     return [v[int(0.025 * (len(v) - 1))], v[int(0.975 * (len(v) - 1))]]
 
 
-def kv_costs(rows: list[RecipeRow], seed: int = 0) -> list[dict[str, Any]]:
-    """Per recipe with a twin: the KLD its FP8 KV cache adds (mean over all tokens, as the
-    table's KLD), a 95% paired-bootstrap interval, and the ratio to the first pair's added
-    KLD with its interval (the same resamples for every pair)."""
-    pairs = twins(rows)
+def kv_costs(rows: list[RecipeRow], seed: int = 0, measure: Measure = KLD) -> list[dict[str, Any]]:
+    """Per recipe with a twin: what its FP8 KV cache adds to the measure (mean over all tokens,
+    as the table's KLD), a 95% paired-bootstrap interval, and the ratio to the first pair's
+    with its interval (the same resamples for every pair)."""
+    pairs = twins(rows, measure)
     if not pairs:
         return []
-    n = len(_samples(pairs[0][0]))
+    n = len(_samples(pairs[0][0], measure))
     rng = random.Random(seed)
     picks = [list(range(n))] + [rng.choices(range(n), k=n) for _ in range(RESAMPLES)]
 
     def added(r: RecipeRow, t: RecipeRow) -> list[float]:
-        a, b = _samples(r), _samples(t)
+        a, b = _samples(r, measure), _samples(t, measure)
         out = []
         for pick in picks:
             tokens = sum(a[i][0] for i in pick)
@@ -79,7 +101,7 @@ def kv_costs(rows: list[RecipeRow], seed: int = 0) -> list[dict[str, Any]]:
     ref = added(*pairs[0])
     result = []
     for r, t in pairs:
-        if len(_samples(r)) != n:
+        if len(_samples(r, measure)) != n:
             continue
         cost = added(r, t)
         ratios = [c / d for c, d in zip(cost[1:], ref[1:], strict=True) if d > 0]
@@ -87,8 +109,8 @@ def kv_costs(rows: list[RecipeRow], seed: int = 0) -> list[dict[str, Any]]:
             {
                 "recipe": r.recipe,
                 "twin": t.recipe,
-                "added_kld": cost[0],
-                "added_kld_ci95": _interval(cost[1:]),
+                "added": cost[0],
+                "added_ci95": _interval(cost[1:]),
                 "ratio_to": pairs[0][0].recipe,
                 "ratio": cost[0] / ref[0] if ref[0] > 0 else None,
                 "ratio_ci95": _interval(ratios) if len(ratios) > RESAMPLES // 2 else None,
@@ -99,23 +121,36 @@ def kv_costs(rows: list[RecipeRow], seed: int = 0) -> list[dict[str, Any]]:
 
 
 def section(rows: list[RecipeRow]) -> list[str]:
-    """The page's section: nothing when no recipe has a measured twin."""
-    costs = kv_costs(rows)
-    if not costs:
+    """The page's section: a table per measure some recipe has a measured twin for (the
+    emulation's KLD; vLLM's own NLL where the eval's vLLM check recorded per-sample sums);
+    nothing when none has."""
+    tables = [(m, c) for m in (KLD, VLLM_NLL) if (c := kv_costs(rows, measure=m))]
+    if not tables:
         return []
-    ref = costs[0]["ratio_to"]
+    first = tables[0][1][0]
     lines = [
         "",
         "## What the FP8 KV cache adds (paired)",
         "",
         f"Each recipe with an FP8 KV cache against its twin with a BF16 KV cache (the same weight "
-        f"format, calibration and BF16 units), sample by sample on the same {costs[0]['samples']} "
-        f"eval samples: the KLD the FP8 KV cache adds, with a 95% paired-bootstrap interval "
+        f"format, calibration and BF16 units), sample by sample on the same {first['samples']} "
+        f"eval samples: what the FP8 KV cache adds, with a 95% paired-bootstrap interval "
         f"({RESAMPLES} resamples of whole samples, the same for every row), and its ratio to "
-        f"{ref}'s. A ratio whose interval lies below {HALF} at least halves what the FP8 KV "
-        "cache costs.",
+        f"{first['ratio_to']}'s. A ratio whose interval lies below {HALF} at least halves what "
+        "the FP8 KV cache costs. The KLD is the emulation's (full logits); the NLL in vLLM comes "
+        "from the eval's vLLM check, vLLM's own prompt logprobs of the same tokens.",
+    ]
+    for measure, costs in tables:
+        lines += _table(measure, costs)
+    return lines
+
+
+def _table(measure: Measure, costs: list[dict[str, Any]]) -> list[str]:
+    ref = costs[0]["ratio_to"]
+    lines = [
         "",
-        f"| recipe | twin (BF16 KV) | added KLD [95%] | ratio to {ref}'s [95%] | halved |",
+        f"| recipe | twin (BF16 KV) | added {measure.label} [95%] | ratio to {ref}'s [95%] "
+        "| halved |",
         "|---|---|---|---|---|",
     ]
     for c in costs:
@@ -124,9 +159,9 @@ def section(rows: list[RecipeRow]) -> list[str]:
                   else "yes" if hi < HALF else "no" if lo >= HALF else "not settled")  # fmt: skip
         ratio = "1 (reference)" if c["recipe"] == ref else (
             f"{c['ratio']:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""))  # fmt: skip
-        lo_a, hi_a = c["added_kld_ci95"]
+        lo_a, hi_a = c["added_ci95"]
         lines.append(
-            f"| {c['recipe']} | {c['twin']} | {c['added_kld']:.4f} [{lo_a:.4f}, {hi_a:.4f}] "
+            f"| {c['recipe']} | {c['twin']} | {c['added']:.4f} [{lo_a:.4f}, {hi_a:.4f}] "
             f"| {ratio} | {halved} |"
         )
     return lines

@@ -10,6 +10,8 @@ from typing import Any
 
 from vlmquant.eval.agreement import clear_agreement
 
+VLLM_PER_SAMPLE = ("tokens", "nll_base", "nll_quant")  # sums over each sample's scored tokens
+
 
 def run_vllm(
     cfg: Any,  # the eval's settings (EvalConfig)
@@ -62,5 +64,16 @@ def run_vllm(
         "top1_agreement_base_vs_quant": sum(a == b for a, b in pairs) / len(pairs),
         "top1_agreement_emulation_vs_vllm": sum(a == b for a, b, _ in emu) / len(emu),
         "top1_agreement_emulation_vs_vllm_clear": clear_agreement(emu),
+        # per sample, in eval-set order, as the emulation's groups record theirs: two exports
+        # scored on the same samples give a paired interval on vLLM's own numbers (eval.paired)
+        "per_sample": {
+            "fields": list(VLLM_PER_SAMPLE),
+            "rows": [
+                [len(sb["logprobs"]), -sum(sb["logprobs"]), -sum(sq["logprobs"])]
+                for sb, sq in zip(
+                    scored["base"]["scores"], scored["quantized"]["scores"], strict=True
+                )
+            ],
+        },
         "note": "text samples only; image+text scoring in vLLM is not done",
     }

@@ -97,6 +97,7 @@ class Vllm:
     top1_agreement_emulation_vs_vllm: float | None = None
     top1_agreement_emulation_vs_vllm_clear: Clear | None = None
     note: str | None = None
+    per_sample: PerSample | None = None  # not recorded before session 17
 
 
 @dataclass
