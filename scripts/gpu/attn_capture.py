@@ -16,6 +16,7 @@ no command reads these files yet).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -134,12 +135,17 @@ def main() -> None:
 
     from vlmquant.engine.args import engine_kwargs
     from vlmquant.eval.data import build_eval_set, encode
+    from vlmquant.eval.eval_stage import EvalConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(EvalConfig)}  # the eval's samples
 
     layers = [int(x) for x in args.layers.split(",")]
     wanted = [int(x) for x in args.samples.split(",")]
     processor = AutoProcessor.from_pretrained(args.model)
-    samples = build_eval_set(args.calib, max(wanted) + 1, 0, 1234)
-    prompts = [encode(processor, samples[i], 256)["input_ids"][0].tolist() for i in wanted]
+    samples = build_eval_set(args.calib, max(wanted) + 1, 0, default["seed"])
+    prompts = [
+        encode(processor, samples[i], default["seq_len"])["input_ids"][0].tolist() for i in wanted
+    ]
     llm = LLM(
         **engine_kwargs(
             args.model, max_model_len=2048, enforce_eager=True, gpu_memory_utilization=0.3

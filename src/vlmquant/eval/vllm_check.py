@@ -42,8 +42,13 @@ def run_vllm(
             "token_prompts": token_prompts,
         }
         scored[role] = run_worker(spec, workdir / f"vllm_{role}")
-    nll = {r: -sum(sum(s["logprobs"]) for s in scored[r]["scores"]) for r in scored}
-    n = sum(len(s["logprobs"]) for s in scored["base"]["scores"])
+    # per sample, in eval-set order, as the emulation's groups record theirs: two exports
+    # scored on the same samples give a paired interval on vLLM's own numbers (eval.paired)
+    per_sample = [
+        [len(sb["logprobs"]), -sum(sb["logprobs"]), -sum(sq["logprobs"])]
+        for sb, sq in zip(scored["base"]["scores"], scored["quantized"]["scores"], strict=True)
+    ]
+    n, nll_base, nll_quant = (sum(column) for column in zip(*per_sample, strict=True))
     pairs = [
         (a, b)
         for sa, sb in zip(scored["base"]["scores"], scored["quantized"]["scores"], strict=True)
@@ -58,22 +63,12 @@ def run_vllm(
         "vllm_version": scored["base"]["vllm_version"],
         "used": {r: scored[r]["used"] for r in scored},
         "tokens": n,
-        "nll_base": nll["base"] / n,
-        "nll_quant": nll["quantized"] / n,
-        "ppl_ratio": math.exp((nll["quantized"] - nll["base"]) / n),
+        "nll_base": nll_base / n,
+        "nll_quant": nll_quant / n,
+        "ppl_ratio": math.exp((nll_quant - nll_base) / n),
         "top1_agreement_base_vs_quant": sum(a == b for a, b in pairs) / len(pairs),
         "top1_agreement_emulation_vs_vllm": sum(a == b for a, b, _ in emu) / len(emu),
         "top1_agreement_emulation_vs_vllm_clear": clear_agreement(emu),
-        # per sample, in eval-set order, as the emulation's groups record theirs: two exports
-        # scored on the same samples give a paired interval on vLLM's own numbers (eval.paired)
-        "per_sample": {
-            "fields": list(VLLM_PER_SAMPLE),
-            "rows": [
-                [len(sb["logprobs"]), -sum(sb["logprobs"]), -sum(sq["logprobs"])]
-                for sb, sq in zip(
-                    scored["base"]["scores"], scored["quantized"]["scores"], strict=True
-                )
-            ],
-        },
+        "per_sample": {"fields": list(VLLM_PER_SAMPLE), "rows": per_sample},
         "note": "text samples only; image+text scoring in vLLM is not done",
     }
