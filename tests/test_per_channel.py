@@ -62,7 +62,7 @@ def test_per_token_activation_quantization_equals_vllms():
     from vllm.model_executor.layers.quantization.input_quant_fp8 import QuantFP8
     from vllm.model_executor.layers.quantization.utils.quant_utils import GroupShape
 
-    from vlmquant.eval.emulate import fake_fp8, per_token_scale
+    from vlmquant.eval.fp8 import fake_fp8, per_token_scale
 
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(64, 896, generator=g) * torch.logspace(-3, 3, 64)[:, None]).bfloat16()

@@ -8,8 +8,8 @@ eval's held-out text samples, one at a time; for the chosen text layers it recor
 - `k_cache`, `v_cache`: the bytes the cache-write kernel stored for the sample's tokens;
 - `out`: FlashAttention's output (BF16);
 and, per layer, the scales vLLM holds (`_q_scale`, `_k_scale`, `_v_scale`) and the split count.
-Held against vlmquant.eval.emulate's fake_fp8 and fa3_fp8_attention on CPU (by hand so far:
-no command reads these files yet).
+Held against vlmquant.eval.fp8's fake_fp8 and attention_kernels' fa3_fp8_attention on CPU (by
+hand so far: no command reads these files yet).
     usage: python3 scripts/gpu/attn_capture.py --model EXPORT --calib CAPTIONS --out F.safetensors
 """
 

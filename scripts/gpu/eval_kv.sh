@@ -12,8 +12,9 @@
 # $NAME.md);
 # NAME defaults to eval-kv-h200 (48 samples) or eval-kv<N>-h200 (EVAL_SAMPLES=N).
 #   usage (GPU host, repo root, after install.sh):  OUT=DIR GGUF=FILE bash scripts/gpu/eval_kv.sh [RECIPE...]
-#   RECIPE: hf_ptq bf16kv fp8cast_kv (default: all three; finished ones are skipped, so a second
-#   call on a warm host goes on where the first stopped)
+#   RECIPE: hf_ptq bf16kv fp8cast_kv pcpt_bf16kv (default: the first three), or one of them
+#   with _pth: that export served with vLLM's fp8_per_token_head KV cache (eval --kv-cache-dtype);
+#   finished ones are skipped, so a second call on a warm host goes on where the first stopped
 set -uo pipefail
 source scripts/gpu/common.sh
 n_eval="${EVAL_SAMPLES:-48}"
@@ -23,18 +24,20 @@ mkdir -p "$dest"
 ensure_trained "$dest"
 for arg in "${@:-hf_ptq bf16kv fp8cast_kv}"; do
   for r in $arg; do
-    e="$w/trained_$r"
-    trained_export "$r"
+    x="${r%_pth}" kv=auto
+    [ "$x" = "$r" ] || kv=fp8_per_token_head
+    trained_export "$x"
     [ -f "$dest/eval_trained_$r.json" ] && continue
-    step "eval $r (CUDA arithmetic + vLLM, $n_eval samples)"
-    vq eval --base "$trained" --quantized "$e" --calib "$calib" --kernels cuda --vllm --max-samples "$n_eval" \
-      --image-samples 0 --out "$dest/eval_trained_$r.json" 2>&1 | tail -2
+    step "eval $r (CUDA arithmetic + vLLM, $n_eval samples, KV cache $kv)"
+    vq eval --base "$trained" --quantized "$w/trained_$x" --calib "$calib" --kernels cuda --vllm \
+      --kv-cache-dtype "$kv" --max-samples "$n_eval" --image-samples 0 \
+      --out "$dest/eval_trained_$r.json" 2>&1 | tail -2
     mkdir -p "$out/$name" && cp "$dest"/eval_trained_"$r".json "$dest/environment.txt" "$out/$name/"
   done
 done
 rows=()
-for r in hf_ptq bf16kv fp8cast_kv; do
-  [ -f "$dest/eval_trained_$r.json" ] && rows+=("$r=$w/trained_$r=$dest/eval_trained_$r.json")
+for r in hf_ptq bf16kv fp8cast_kv bf16kv_pth pcpt_bf16kv pcpt_bf16kv_pth; do
+  [ -f "$dest/eval_trained_$r.json" ] && rows+=("$r=$w/trained_${r%_pth}=$dest/eval_trained_$r.json")
 done
 python3 -m vlmquant.eval.compare collect "$dest/recipes-cuda.json" "${rows[@]}"
 echo "# Trained 0.5B in Qwen2.5-VL on one NVIDIA H200: the FP8 KV cache, emulation vs vLLM 0.25" \

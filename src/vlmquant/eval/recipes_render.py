@@ -133,7 +133,7 @@ def render(data: Recipes, png_name: str | None = None) -> str:
         t, b = r.fidelity.text, r.kld_budget
         kept = f"budget {b.budget:g} {'met' if b.met else 'missed'}: {_units(b)}" if b else ""
         lines.append(
-            f"| {r.recipe} | {r.quant_algo} | {r.kv_cache_quant_algo or 'BF16'} | "
+            f"| {r.recipe} | {r.quant_algo} | {r.kv_cache or 'BF16'} | "
             f"{r.safetensors_bytes / 2**20:.1f} | {t.kld_mean:.4f}{_ci(t.kld_mean_ci95)} | "
             f"{t.kld_p99:.3f} | {t.top1_agreement:.3f} | "
             f"{t.ppl_ratio:.4f}{_ci(t.ppl_ratio_ci95)} | {kept} |" + _speed_cells(data, r.recipe)

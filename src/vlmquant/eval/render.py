@@ -86,6 +86,11 @@ def body(r: EvalResult) -> list[str]:
         f"- eval set: {es.text_samples} text samples, {es.image_text_samples} image+text "
         f"samples (held out from {es.held_out_from})",
         f"- emulated engine arithmetic: {r.emulated_kernels} build of vLLM (vlmquant.eval.emulate)",
+        *(
+            [f"- KV cache: {r.kv_cache_dtype} (eval --kv-cache-dtype; the export's own: auto)"]
+            if r.kv_cache_dtype != "auto"
+            else []
+        ),
         "- time: " + ", ".join(f"{k} {v} s" for k, v in r.run.timings_s.items()),
         "- memory: " + ", ".join(f"{k} {v}" for k, v in r.run.memory.items()),
         "",

@@ -37,6 +37,7 @@ def run_vllm(
                 enforce_eager=True,
                 gpu_memory_utilization=cfg.gpu_memory_utilization,
                 tensor_parallel_size=cfg.tensor_parallel_size,
+                kv_cache_dtype="auto" if role == "base" else cfg.kv_cache_dtype,
             ),
             "task": "vlmquant.eval.vllm_scores:score_tokens",
             "token_prompts": token_prompts,

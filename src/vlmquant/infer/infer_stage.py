@@ -63,8 +63,9 @@ class InferConfig:
     max_model_len: int = setting(4096, "vLLM max model length", low=1)
     kv_cache_dtype: str = setting(
         "auto",
-        "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16",
-        choices=["auto", "fp8", "fp8_e4m3", "bfloat16"],
+        "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16, fp8_per_token_head "
+        "(dynamic FP8 scales per token and KV head; vLLM's CUDA build)",
+        choices=["auto", "fp8", "fp8_e4m3", "bfloat16", "fp8_per_token_head"],
     )
     enforce_eager: bool = setting(False, "disable torch.compile and CUDA graphs")
     expect_fp8: bool = setting(False, "fail unless the checkpoint is a ModelOpt FP8 export")
@@ -82,8 +83,9 @@ def validate(cfg: InferConfig) -> list[Prompt]:
             "BF16 base: pass the export as --model"
         )  # fmt: skip
         check_made_from(cfg.model, cfg.compare, "--compare")
-    from vlmquant.engine.args import check_engine_can_run
+    from vlmquant.engine.args import check_engine_can_run, check_kv_cache_dtype
 
+    check_kv_cache_dtype(cfg.kv_cache_dtype)
     for path, flag in ((cfg.model, "--model"), (cfg.compare, "--compare")):
         if path is not None:
             check_engine_can_run(path, cfg.tensor_parallel_size, cfg.max_model_len, flag)

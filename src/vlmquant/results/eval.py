@@ -117,3 +117,4 @@ class EvalResult(Result):
     vllm: Vllm
     run: Run
     emulation_noise_floor: NoiseFloor | None = None  # not measured before session 14
+    kv_cache_dtype: str = "auto"  # the quantized model's KV cache (eval --kv-cache-dtype)

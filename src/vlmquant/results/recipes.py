@@ -44,6 +44,12 @@ class RecipeRow:
     git_revision: str | None
     measured_on: Machine
     calib_sha256: str | None = None  # not recorded before session 14
+    kv_cache_dtype: str = "auto"  # the KV cache the eval ran (auto: the export's own)
+
+    @property
+    def kv_cache(self) -> str | None:
+        """The FP8 KV cache it runs (the export's format, or a runtime one), None for BF16."""
+        return self.kv_cache_quant_algo if self.kv_cache_dtype == "auto" else self.kv_cache_dtype
 
 
 @dataclass

@@ -41,8 +41,9 @@ class ServeConfig:
     max_model_len: int = setting(4096, "vLLM max model length", low=1)
     kv_cache_dtype: str = setting(
         "auto",
-        "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16",
-        choices=["auto", "fp8", "fp8_e4m3", "bfloat16"],
+        "auto (FP8 when the checkpoint has an FP8 KV cache), fp8, bfloat16, fp8_per_token_head "
+        "(dynamic FP8 scales per token and KV head; vLLM's CUDA build)",
+        choices=["auto", "fp8", "fp8_e4m3", "bfloat16", "fp8_per_token_head"],
     )
     tensor_parallel_size: int = setting(1, "vLLM tensor parallel size (GPUs)", low=1)
     gpu_memory_utilization: float | None = setting(
@@ -140,11 +141,13 @@ def validate(cfg: ServeConfig) -> None:
     from vlmquant.checkpoint.contract import check_checkpoint
 
     check_checkpoint(cfg.model, "--model")
-    from vlmquant.engine.args import check_engine_can_run
+    from vlmquant.engine.args import check_engine_can_run, check_kv_cache_dtype
 
     check_engine_can_run(
         cfg.model, cfg.tensor_parallel_size, cfg.max_model_len, here=not cfg.print_command
     )
+    if not cfg.print_command:
+        check_kv_cache_dtype(cfg.kv_cache_dtype, instead=", or pass --print-command")
     if not 1 <= cfg.port <= 65535:
         raise BadInput(f"--port {cfg.port}: not a port; pass 1..65535")
     if cfg.served_model_name is not None and not cfg.served_model_name.strip():
