@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Recipe comparison on the trained Qwen2.5-Coder-0.5B-Instruct inside Qwen2.5-VL (CPU): the
-# hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales (1.0), per-channel/per-token FP8, the
+# hf_ptq recipe, a BF16 KV cache, fp8_cast KV scales (1.0), per-channel/per-token FP8, the FP8
+# KV cache with layer 0 (and 1) kept BF16 (--kv-cache-bf16-layers), the
 # calibration variants (no pad positions in the max, 64 instead of 512 captions, 512 prose
 # paragraphs of your own .txt instead of captions), and
 # --kld-budget 0.05 / 0.03 / 0.01 from one sensitivity run; each export measured by eval
@@ -60,6 +61,10 @@ recipe bf16kv --kv-cache-qformat none
 recipe fp8cast_kv --kv-cache-qformat fp8_cast
 recipe pcpt --qformat fp8_per_channel_per_token
 recipe pcpt_bf16kv --qformat fp8_per_channel_per_token --kv-cache-qformat none
+# the FP8 KV cache with its costliest layers BF16 (vLLM's --kv-cache-dtype-skip-layers)
+recipe hf_ptq_kvskip0 --kv-cache-bf16-layers 0
+recipe hf_ptq_kvskip0-1 --kv-cache-bf16-layers 0 1
+recipe pcpt_kvskip0 --qformat fp8_per_channel_per_token --kv-cache-bf16-layers 0
 recipe unpadded_calib --calib-padding none
 recipe calib64 --calib-size 64
 CALIB="$own" recipe own_text_calib

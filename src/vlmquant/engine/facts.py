@@ -30,6 +30,7 @@ def loaded_model_facts(model) -> dict[str, Any]:
         "layer_methods": linear_methods(model),
         "kernels": kernel_choices(model),
         "weight_bytes": weight_bytes(model),
+        "attention_kv_cache_dtypes": attention_kv_dtypes(model),
     }
     packed = packed_linears(model)
     if packed:
@@ -38,6 +39,17 @@ def loaded_model_facts(model) -> dict[str, Any]:
             "kernels and removed from the module (held by the kernel, not as parameters)"
         )
     return facts
+
+
+def attention_kv_dtypes(model) -> dict[str, int]:
+    """Runs inside vLLM's worker: attention layers by the KV-cache dtype each stores ("auto":
+    the model's dtype, as --kv-cache-dtype-skip-layers leaves the layers it names)."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        dtype = getattr(module, "kv_cache_dtype", None)
+        if isinstance(dtype, str) and getattr(module, "impl", None) is not None:
+            counts[dtype] = counts.get(dtype, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def weight_bytes(model) -> int:

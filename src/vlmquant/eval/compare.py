@@ -62,6 +62,7 @@ def collect_one(name: str, export: Path, fidelity: Path) -> RecipeRow:
         base_safetensors_bytes=sum(f.stat().st_size for f in Path(ev.base).glob("*.safetensors")),
         emulated_kernels=ev.emulated_kernels,
         kv_cache_dtype=ev.kv_cache_dtype,
+        kv_cache_bf16_layers=ev.kv_cache_bf16_layers,
         vllm=ev.vllm,
         versions=run.versions,
         git_revision=run.git_revision,

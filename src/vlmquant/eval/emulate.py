@@ -231,8 +231,10 @@ def load_emulated(
         ).to(device)
         setattr(model.get_submodule(parent), leaf, fp8)
         precision[key] = "FP8"
+    from vlmquant.checkpoint.quant import kv_bf16_layers
+
     kv = "per_token_head" if kv_cache_dtype == "fp8_per_token_head" else fp8_kv_cache(checkpoint)
-    has_kv = _attach_kv_scales(model, state, device, arith, dtype, kv)
+    has_kv = _attach_kv_scales(model, state, device, arith, dtype, kv, kv_bf16_layers(checkpoint))
     if has_kv or arith.vllm:
         _register_attention()
         model.config.get_text_config()._attn_implementation = ATTENTION
@@ -259,23 +261,30 @@ def _attach_kv_scales(
     arith: Arithmetic,
     dtype: torch.dtype,
     fp8_kv: bool | str = False,
+    bf16_layers: list[int] | tuple[int, ...] = (),
 ) -> bool:
     """Give every text attention module the arithmetic, and its KV scales where the export has
     them; True when any has. An export that asks for an FP8 KV cache without scales
     (`--kv-cache-qformat fp8_cast`) gets 1.0 for both, as vLLM loads it ("Using KV cache
     scaling factor 1.0"). fp8_kv="per_token_head": every layer takes per-token-head scales
-    at run time instead of the export's."""
+    at run time instead of the export's. Layers in `bf16_layers` keep a BF16 KV cache either way
+    (vLLM's --kv-cache-dtype-skip-layers, which the export asks for)."""
+    import re
+
     found = False
     held = dtype if arith.vllm else torch.float32  # vLLM: KV scales live in the model dtype
     for name, module in model.named_modules():
         if not hasattr(module, "k_proj") or "visual" in name:  # text attention only
             continue
         module._vlmquant_arithmetic = arith
+        key = hub_name(name)
+        layer = re.search(r"layers\.(\d+)\.", key)
+        if layer is not None and int(layer.group(1)) in bf16_layers:
+            continue
         if fp8_kv == "per_token_head":
             module._vlmquant_kv_scales = fp8_kv
             found = True
             continue
-        key = hub_name(name)
         k, v = state.get(f"{key}.k_proj.k_scale"), state.get(f"{key}.v_proj.v_scale")
         if fp8_kv and k is None and v is None:
             k = v = torch.tensor(1.0)

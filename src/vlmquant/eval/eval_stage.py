@@ -24,6 +24,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from vlmquant.checkpoint.quant import kv_bf16_layers
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
@@ -248,6 +249,7 @@ def run(cfg: EvalConfig) -> Path:
         "quantized_is_fp8": bool(fp8_names),
         "emulated_kernels": kernels,
         "kv_cache_dtype": cfg.kv_cache_dtype,
+        "kv_cache_bf16_layers": kv_bf16_layers(cfg.quantized),
         "eval_set": {
             "text_samples": len(stats["text"]),
             "image_text_samples": len(stats["image_text"]),

@@ -91,6 +91,14 @@ def body(r: EvalResult) -> list[str]:
             if r.kv_cache_dtype != "auto"
             else []
         ),
+        *(
+            [
+                f"- KV cache BF16 in layers {', '.join(map(str, r.kv_cache_bf16_layers))} "
+                "(the export's precision map; vLLM's --kv-cache-dtype-skip-layers)"
+            ]
+            if r.kv_cache_bf16_layers
+            else []
+        ),  # fmt: skip
         "- time: " + ", ".join(f"{k} {v} s" for k, v in r.run.timings_s.items()),
         "- memory: " + ", ".join(f"{k} {v}" for k, v in r.run.memory.items()),
         "",

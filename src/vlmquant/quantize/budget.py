@@ -3,14 +3,19 @@
 
 Prediction, from four measured numbers of the sensitivity file — W (the whole export), L (its
 linears FP8 with a BF16 KV cache), K (only the KV cache FP8) and the per-unit costs c — for a
-set S of linear units kept BF16, with s = sum of c over S / sum of c over all linears:
-    BF16 KV cache:  kld = L * (1 - s)
-    FP8 KV cache:   kld = W - (W - K) * s
-Each is exact at its ends (nothing kept: the measured L or W; every linear kept: 0, the base, or
-the measured K); in between the costs share out the measured total, so costs need not add up.
+set S of linear units kept BF16, with s = sum of c over S / sum of c over all linears, and a
+share t of the FP8 KV cache kept BF16:
+    kld = W (1 - s)(1 - t) + L (1 - s) t + K s (1 - t)
+exact at its four corners (nothing kept: W; the KV cache BF16: L; every linear BF16: K; both:
+0, the base); in between the costs share out the measured totals, so they need not add up.
+t is 0 or 1 for the KV cache as one unit; with the sensitivity file's per-layer KV gains g
+(what keeping one layer's KV cache BF16 gains in the export), t = sum of g over the layers
+kept BF16 / sum of g over all layers, so vLLM's --kv-cache-dtype-skip-layers can keep the few
+costly layers BF16 and the rest of the cache FP8.
 The choice keeps the units with the most cost per weight byte BF16 first (a greedy knapsack);
-the FP8 KV cache costs no weight bytes, so when it is a candidate it goes first (its price is
-KV-cache capacity, which the report shows), unless `keep_fp8_kv`.
+the KV cache costs no weight bytes, so when it is a candidate it goes first, layer by layer
+from the largest gain (its price is KV-cache capacity, which the report shows), unless
+`keep_fp8_kv`.
 """
 
 from __future__ import annotations
@@ -56,21 +61,48 @@ def unit_costs(sens: Sensitivity) -> list[tuple[str, float, int]]:
     return [(u.unit, u.cost, u.weight_bytes_saved) for u in sens.units]
 
 
+def kv_unit(layer: int) -> str:
+    return f"layers.{layer}.kv"
+
+
 def predictor(sens: Sensitivity):
-    """kld(kv_fp8, linear cost kept BF16) from the sensitivity file's measured anchors."""
+    """kld(share of the FP8 KV cache kept BF16, linear cost kept BF16) from the sensitivity
+    file's measured anchors."""
     costs = unit_costs(sens)
     whole = sens.whole_export.kld_mean
     linears = sens.linears_fp8_kv_bf16.kld_mean
     kv_only = next((c for name, c, _ in costs if name == KV_UNIT), None)
     linear_total = sum(c for name, c, _ in costs if name != KV_UNIT)
 
-    def predicted(kv_fp8: bool, kept_cost: float) -> float:
-        share = kept_cost / linear_total if linear_total > 0 else 1.0
-        if kv_fp8 and kv_only is not None:
-            return whole - (whole - kv_only) * share
-        return (linears if kv_only is not None else whole) * (1.0 - share)
+    def predicted(kv_kept: float, kept_cost: float) -> float:
+        s = kept_cost / linear_total if linear_total > 0 else 1.0
+        if kv_only is None:  # no FP8 KV cache
+            return whole * (1.0 - s)
+        t = min(max(kv_kept, 0.0), 1.0)
+        return whole * (1 - s) * (1 - t) + linears * (1 - s) * t + kv_only * s * (1 - t)
 
     return predicted
+
+
+def kv_candidates(sens: Sensitivity) -> list[tuple[str, float, float]]:
+    """(unit, cost alone, share of the FP8 KV cache's gain) for the KV cache as the chooser may
+    keep it BF16: per layer where the file measured layers (those with a positive gain), else
+    the whole cache as one unit."""
+    gains = {r.layer: r for r in sens.kv_layers if r.gain > 0}
+    total = sum(r.gain for r in gains.values())
+    if gains:
+        return [(kv_unit(i), r.cost, r.gain / total) for i, r in gains.items()]
+    return [(name, c, 1.0) for name, c, _ in unit_costs(sens) if name == KV_UNIT]
+
+
+def kv_bytes_vs_fp8(has_kv: bool, kv_fp8: bool, layers: int, bf16_layers: int) -> float | None:
+    """KV-cache bytes per token against an all-FP8 cache (a BF16 layer stores 2 bytes a
+    value); None without an FP8 KV cache to begin with."""
+    if not has_kv:
+        return None
+    if not kv_fp8:
+        return 2.0
+    return (layers + bf16_layers) / layers if layers else 1.0
 
 
 def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
@@ -83,19 +115,27 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
         )
     predicted = predictor(sens)
     has_kv = any(name == KV_UNIT for name, _, _ in costs)
-    candidates = [c for c in costs if not (keep_fp8_kv and c[0] == KV_UNIT)]
-    candidates.sort(key=lambda c: (-(c[1] / c[2]) if c[2] else float("-inf"), -c[1]))
+    layer_gains = {kv_unit(r.layer): r.gain for r in sens.kv_layers}
+    # (unit, cost, weight bytes saved, KV share): the KV cache (0 bytes) first, by its gain
+    candidates: list[tuple[str, float, int, float]] = []
+    if has_kv and not keep_fp8_kv:
+        candidates += [(n, c, 0, t) for n, c, t in kv_candidates(sens)]
+        candidates.sort(key=lambda c: -c[3])
+    linears = [(n, c, b, 0.0) for n, c, b in costs if n != KV_UNIT]
+    linears.sort(key=lambda c: (-(c[1] / c[2]) if c[2] else float("-inf"), -c[1]))
     kept: list[dict[str, Any]] = []
-    kv_fp8, kept_cost = has_kv, 0.0
-    for name, cost, saved in candidates:
-        if predicted(kv_fp8, kept_cost) <= budget:
+    kv_kept, kept_cost = 0.0, 0.0
+    for name, cost, saved, share in candidates + linears:
+        if predicted(kv_kept, kept_cost) <= budget:
             break
         kept.append({"unit": name, "cost": cost, "weight_bytes_saved": saved})
-        if name == KV_UNIT:
-            kv_fp8 = False
+        if name in layer_gains:
+            kept[-1]["gain"] = layer_gains[name]
+        if share:
+            kv_kept += share
         else:
             kept_cost += cost
-    floor = predicted(kv_fp8, kept_cost)
+    floor = predicted(kv_kept, kept_cost)
     if floor > budget:
         raise BadInput(
             f"--kld-budget {budget}: below what this recipe can reach with every allowed unit "
@@ -103,7 +143,15 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
             + (", the FP8 KV cache kept by --keep-fp8-kv" if keep_fp8_kv else "")
             + "); raise the budget"
         )
-    if len(kept) == len(costs):  # nothing left to quantize: ModelOpt stops with a traceback
+    kv_layers = sorted(int(k["unit"].split(".")[1]) for k in kept if k["unit"] in layer_gains)
+    all_layers = len(sens.kv_layers)
+    kv_fp8 = has_kv and not any(k["unit"] == KV_UNIT for k in kept)
+    if kv_layers and len(kv_layers) == all_layers:  # every layer: the whole cache BF16
+        kv_fp8, kv_layers = False, []
+    kept_linears = sum(1 for k in kept if not k["unit"].endswith((".kv", KV_UNIT)))
+    # nothing left to quantize (ModelOpt stops with a traceback), or only KV layers measured
+    # to cost nothing
+    if kept_linears == len(linears) and (not kv_fp8 or kv_kept >= 1.0 - 1e-9):
         raise BadInput(
             f"--kld-budget {budget}: only the BF16 base itself meets it (every unit would stay "
             "BF16); raise the budget, or use the base"
@@ -116,6 +164,8 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
         "predicted_kld": floor,
         "kept_bf16": kept,
         "kv_cache_fp8": kv_fp8,
+        "kv_cache_bf16_layers": kv_layers,
+        "kv_cache_bytes_vs_fp8": kv_bytes_vs_fp8(has_kv, kv_fp8, all_layers, len(kv_layers)),
         "weight_bytes_saved": saved_total - saved_kept,
         "weight_bytes_saved_by_whole_export": saved_total,
         "share_of_saving_kept": (saved_total - saved_kept) / saved_total if saved_total else 1.0,
@@ -129,7 +179,7 @@ def disable_entries(choice: dict[str, Any]) -> list[dict[str, Any]]:
 
     entries = []
     for k in choice["kept_bf16"]:
-        if k["unit"] != KV_UNIT:
+        if k["unit"] != KV_UNIT and not k["unit"].endswith(".kv"):
             for pattern in modelopt_patterns(k["unit"]):
                 entries.append({"quantizer_name": pattern, "enable": False})
     return entries
@@ -182,6 +232,11 @@ def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
         if k["unit"] == KV_UNIT:
             continue
         _, layer, group = k["unit"].split(".")
+        if group == "kv":
+            pmap["kv_cache_bf16_layers"][layer] = (
+                f"--kld-budget: keeping its KV cache BF16 gains KLD {k['gain']:.4g}"
+            )
+            continue
         for leaf in GROUPS[group]:
             entry = pmap["modules"].get(f"model.layers.{layer}.{leaf}")
             if entry is not None:
@@ -191,7 +246,10 @@ def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
 
 def verdict_line(choice: dict[str, Any]) -> str:
     m = choice["measured"]
+    layers = choice.get("kv_cache_bf16_layers") or []
     kv = "" if choice["kv_cache_fp8"] else ", KV cache BF16"
+    if layers:
+        kv = f", KV cache BF16 in layer{'s' * (len(layers) > 1)} {', '.join(map(str, layers))}"
     return (
         f"quantize: --kld-budget {choice['budget']:g} {'met' if choice['met'] else 'MISSED'}: "
         f"measured KLD {m['kld_mean']:.4f} (predicted {choice['predicted_kld']:.4f}), "

@@ -81,6 +81,7 @@ def precision_map(model, quant_cfg: list[dict[str, Any]], outside: list[str]) ->
         "modules": modules,
         "kv_cache_scales": kv,
         "quant_cfg": quant_cfg,
+        "kv_cache_bf16_layers": {},  # layer -> what kept its KV cache BF16 (quantize fills it)
     }
 
 

@@ -56,6 +56,13 @@ class QuantizeConfig:
         "KV cache: fp8 (calibrated k/v scales), fp8_cast (constant amax, no calibration), none",
         choices=list(qconfig.KV_FORMATS),
     )
+    kv_cache_bf16_layers: list[int] = setting(
+        [],
+        "decoder layers whose KV cache vLLM keeps BF16 beside the FP8 one (its "
+        "--kv-cache-dtype-skip-layers; vlmquant's engines pass it from precision_map.json); "
+        "`vlmquant sensitivity` measures what each layer's FP8 KV cache costs",
+        low=0,
+    )
     scope: str = setting(
         "lm",
         "lm: language model only (hf_ptq); full: vision tower too",
@@ -109,6 +116,8 @@ def variant_name(cfg: QuantizeConfig) -> str:
     kv = {"none": "bf16kv", "fp8_cast": "fp8cast"}.get(cfg.kv_cache_qformat, cfg.kv_cache_qformat)
     fmt = {"fp8_per_channel_per_token": "fp8pcpt"}.get(cfg.qformat, cfg.qformat)
     budget = f"_kld{cfg.kld_budget:g}" if cfg.kld_budget is not None else ""
+    skip = "-".join(map(str, sorted(set(cfg.kv_cache_bf16_layers))))
+    kv += f"_kvskip{skip}" if skip else ""
     return f"{fmt}_{kv}_{stem}" + ("_vlm" if cfg.scope == "full" else "") + budget
 
 
@@ -162,11 +171,31 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
             "--keep-fp8-kv: only with --kld-budget (it keeps the budget's chooser from turning "
             "the FP8 KV cache off); without a budget the KV cache is what --kv-cache-qformat says"
         )
+    check_kv_bf16_layers(cfg)
     if cfg.kld_budget is not None and cfg.scope != "lm":
         raise BadInput("--kld-budget works on --scope lm (sensitivity measures the language model)")
     if cfg.calib_seq < 8 or cfg.batch_size < 0:
         raise BadInput("--calib-seq must be at least 8 and --batch-size at least 0")
     return resolve_device(cfg.device), mode
+
+
+def check_kv_bf16_layers(cfg: QuantizeConfig) -> None:
+    layers = cfg.kv_cache_bf16_layers
+    if not layers:
+        return
+    flag = f"--kv-cache-bf16-layers {' '.join(map(str, layers))}"
+    if cfg.kv_cache_qformat == "none":
+        raise BadInput(
+            f"{flag}: --kv-cache-qformat none keeps every layer's KV cache BF16; drop one"
+        )
+    if cfg.kld_budget is not None:
+        raise BadInput(f"{flag}: --kld-budget chooses the BF16 KV-cache layers itself; drop one")
+    text = read_json(cfg.model / "config.json")
+    n = text.get("text_config", text).get("num_hidden_layers", 0)
+    if max(layers) >= n:
+        raise BadInput(f"{flag}: --model {cfg.model} has decoder layers 0-{n - 1}; pass those")
+    if len(set(layers)) == n:
+        raise BadInput(f"{flag}: that is every layer; pass --kv-cache-qformat none instead")
 
 
 def run(cfg: QuantizeConfig) -> Path:
@@ -265,10 +294,15 @@ def run(cfg: QuantizeConfig) -> Path:
             with record.timed("unify_fused_scales"):
                 fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
         pmap = reconcile_with_export(pmap, tmp)
+        for layer in sorted(set(cfg.kv_cache_bf16_layers)):
+            pmap["kv_cache_bf16_layers"][str(layer)] = "--kv-cache-bf16-layers"
         if choice is not None:
+            budget.annotate(pmap, choice)
+            # first without the measurement: the emulation reads the BF16 KV layers from it
+            (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
             with record.timed("measure_budget"):
                 choice = budget.measure(choice, sens, cfg, tmp, device)
-            budget.annotate(pmap, choice)
+            pmap["kld_budget"] = choice
             (tmp / "kld_budget.json").write_text(BudgetChoice.dumps(choice))
         (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
         with record.timed("check_vllm"):

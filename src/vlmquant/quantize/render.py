@@ -60,12 +60,24 @@ def budget_lines(choice: BudgetChoice | None) -> list[str]:
         else f"predicted {choice.predicted_kld:.4f}, not measured"
     )
     met = {True: "met", False: "MISSED", None: "not measured"}[choice.met]
+    kv = "FP8" if choice.kv_cache_fp8 else "BF16 (its FP8 capacity given up)"
+    if choice.kv_cache_fp8 and choice.kv_cache_bf16_layers:
+        kv = (
+            f"FP8 except layers {', '.join(map(str, choice.kv_cache_bf16_layers))} "
+            f"(BF16: {choice.kv_cache_bytes_vs_fp8:.3g}x an all-FP8 cache's bytes per token)"
+        )
     lines = [
         f"- KLD budget {choice.budget:g}: {met} — {measured}; "
         f"{choice.share_of_saving_kept:.0%} of the whole export's weight-bytes saving kept; "
-        f"KV cache {'FP8' if choice.kv_cache_fp8 else 'BF16 (its FP8 capacity given up)'}",
+        f"KV cache {kv}",
     ]
     for k in choice.kept_bf16:
+        if k.gain is not None:  # one layer's KV cache
+            lines.append(
+                f"  - kept BF16: `{k.unit}`, its KV cache BF16 gains KLD {k.gain:.4g} in the "
+                f"export (cost KLD {k.cost:.4g} with only it in FP8)"
+            )
+            continue
         lines.append(
             f"  - kept BF16: `{k.unit}`, cost KLD {k.cost:.4g} with only it in FP8, "
             f"{k.weight_bytes_saved / 2**20:.2f} MiB it would have saved"

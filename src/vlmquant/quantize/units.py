@@ -2,7 +2,8 @@
 
 vLLM fuses q/k/v into one `qkv_proj` and gate/up into one `gate_up_proj`, and a fused layer has
 one precision; so a decoder layer has four units (qkv, o, gate_up, down), and the FP8 KV cache
-is one more unit for the whole model (vLLM's KV-cache dtype is one setting per engine).
+is one more unit for the whole model (vLLM's KV-cache dtype is one setting per engine), which
+vLLM's --kv-cache-dtype-skip-layers splits per decoder layer (`Switchboard.set_kv_layer`).
 
 `Switchboard` holds an emulated FP8 export (`vlmquant.eval.emulate`) beside the BF16 linears of
 its base and sets each unit to FP8 or BF16 in place, so one loaded model measures any mix.
@@ -103,6 +104,11 @@ class Switchboard:
             for m in model.modules()
             if getattr(m, "_vlmquant_kv_scales", None) is not None
         }
+        self.kv_layers = {  # decoder layer index -> its attention module with KV scales
+            int(m.group(1)): module
+            for name, module in model.named_modules()
+            if module in self.kv_scales and (m := re.search(r"layers\.(\d+)\.", name))
+        }
 
     def params(self) -> dict[str, int]:
         return {k: m.weight.numel() for k, m in self.bf16.items()}
@@ -115,6 +121,10 @@ class Switchboard:
     def set_kv(self, fp8: bool) -> None:
         for module, scales in self.kv_scales.items():
             module._vlmquant_kv_scales = scales if fp8 else None
+
+    def set_kv_layer(self, layer: int, fp8: bool) -> None:
+        module = self.kv_layers[layer]
+        module._vlmquant_kv_scales = self.kv_scales[module] if fp8 else None
 
     def set_all(self, fp8: bool) -> None:
         self.set_linears(list(self.fp8), fp8)

@@ -17,6 +17,7 @@ class EngineFacts:
     layer_methods: dict[str, int] | None = None
     kernels: dict[str, Any] | None = None
     weight_bytes: int | None = None
+    attention_kv_cache_dtypes: dict[str, int] | None = None  # layers per KV dtype (session 19)
     weight_bytes_excludes: str | None = None
     unavailable: str | None = None
     layer_methods_unavailable: str | None = None

@@ -3,7 +3,7 @@ comparison and the budget check read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from vlmquant.core.typed import Result
@@ -118,3 +118,4 @@ class EvalResult(Result):
     run: Run
     emulation_noise_floor: NoiseFloor | None = None  # not measured before session 14
     kv_cache_dtype: str = "auto"  # the quantized model's KV cache (eval --kv-cache-dtype)
+    kv_cache_bf16_layers: list[int] = field(default_factory=list)  # kept BF16 (the export's)

@@ -17,6 +17,7 @@ class KeptUnit:
     unit: str
     cost: float  # KLD with only this unit in FP8 (from the sensitivity file)
     weight_bytes_saved: int  # what quantizing it would have saved
+    gain: float | None = None  # a layer's KV cache: what keeping it BF16 gains in the export
 
 
 @dataclass
@@ -45,6 +46,8 @@ class BudgetChoice(Result):
     weight_bytes_saved_by_whole_export: int
     share_of_saving_kept: float
     measured: Measured | None = None  # after the export is measured
+    kv_cache_bf16_layers: list[int] = field(default_factory=list)  # vLLM's skip layers
+    kv_cache_bytes_vs_fp8: float | None = None  # KV bytes per token against all-FP8
     met: bool | None = None
 
 
@@ -73,6 +76,9 @@ class PrecisionMap(Result):
     quant_cfg: list[dict[str, Any]]
     kv_cache_scales_exported: dict[str, Scale] = field(default_factory=dict)
     kld_budget: BudgetChoice | None = None
+    # decoder layer -> what keeps its KV cache BF16 at run time (vLLM's
+    # --kv-cache-dtype-skip-layers; its calibrated scales stay in the files)
+    kv_cache_bf16_layers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -45,11 +45,17 @@ class RecipeRow:
     measured_on: Machine
     calib_sha256: str | None = None  # not recorded before session 14
     kv_cache_dtype: str = "auto"  # the KV cache the eval ran (auto: the export's own)
+    kv_cache_bf16_layers: list[int] = field(default_factory=list)  # of an FP8 KV cache
 
     @property
     def kv_cache(self) -> str | None:
-        """The FP8 KV cache it runs (the export's format, or a runtime one), None for BF16."""
-        return self.kv_cache_quant_algo if self.kv_cache_dtype == "auto" else self.kv_cache_dtype
+        """The FP8 KV cache it runs (the export's format, or a runtime one) and the layers it
+        keeps BF16, None for BF16."""
+        kv = self.kv_cache_quant_algo if self.kv_cache_dtype == "auto" else self.kv_cache_dtype
+        if kv and self.kv_cache_bf16_layers:
+            n = len(self.kv_cache_bf16_layers)
+            kv += f" (layer{'s' * (n > 1)} {', '.join(map(str, self.kv_cache_bf16_layers))} BF16)"
+        return kv
 
 
 @dataclass

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from vlmquant.core.typed import Result
@@ -48,6 +48,14 @@ class UnitCost:
 
 
 @dataclass
+class KvLayerCost:
+    layer: int
+    cost: float  # KLD mean with only this layer's KV cache in FP8
+    top1_agreement: float  # of that alone
+    gain: float  # export's KLD less its KLD with this layer's KV cache BF16
+
+
+@dataclass
 class Sensitivity(Result):
     KIND: ClassVar[str] = "sensitivity"
     VERSION: ClassVar[int] = 1
@@ -66,3 +74,4 @@ class Sensitivity(Result):
     additivity: float | None
     units: list[UnitCost]
     run: Run
+    kv_layers: list[KvLayerCost] = field(default_factory=list)  # none before session 19

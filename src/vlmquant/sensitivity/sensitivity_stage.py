@@ -10,6 +10,10 @@ groups vLLM fuses (q/k/v, o, gate/up, down), and the FP8 KV cache as one unit:
 
     cost(unit) = KLD(base || model with only that unit in FP8)
 
+and per decoder layer its FP8 KV cache (vLLM keeps chosen layers' KV cache BF16 with
+--kv-cache-dtype-skip-layers): its cost alone, as above, and its gain in the export,
+KLD(export) - KLD(export with that layer's KV cache BF16), which is what `--kld-budget` ranks.
+
 The measure is "only this unit FP8" rather than "only this unit BF16": each cost is measured
 against an exactly-zero reference (all BF16 is the base itself), costs of small perturbations
 add up, and their sum can be checked against the KLD of the whole export, which is measured
@@ -93,6 +97,13 @@ def validate(cfg: SensitivityConfig) -> str:
         contract.check_checkpoint(cfg.quantized, "--quantized", "quantized")
         identity.check_same_model(cfg.base, cfg.quantized)
         identity.check_made_from(cfg.quantized, cfg.base)
+        from vlmquant.checkpoint.quant import kv_bf16_layers
+
+        if kv_bf16_layers(cfg.quantized):
+            raise BadInput(
+                f"--quantized {cfg.quantized}: keeps some layers' KV cache BF16; measure an "
+                "export made without --kv-cache-bf16-layers (the costs are of each unit alone)"
+            )
         made = dict(zip(("--qformat", "--kv-cache-qformat"), recipe_of(cfg.quantized), strict=True))
         for flag, asked in (
             ("--qformat", cfg.qformat),
@@ -156,6 +167,32 @@ def recipe_of(export: Path) -> tuple[str, str]:
         return qformat, "none"
     scales = any(t.name.endswith(("k_scale", "v_scale")) for t in tensors(export))
     return qformat, "fp8" if scales else "fp8_cast"
+
+
+def measure_kv_layers(board, scorer: Scorer, whole_kld: float, progress) -> list[dict]:
+    """Per decoder layer with an FP8 KV cache: its cost alone (only that layer's KV cache FP8,
+    as the units are measured) and its gain in the export (the export's KLD less the KLD with
+    that layer's KV cache BF16, everything else as exported). The FP8 KV cache's error meets
+    the linears' (a layer's cost alone need not be what it adds among FP8 linears), so
+    `--kld-budget` ranks and shares out the layers by gain."""
+    rows = []
+    for layer in progress(sorted(board.kv_layers), desc="KV cache per layer"):
+        board.set_all(False)
+        board.set_kv_layer(layer, True)
+        alone = scorer.score()
+        board.set_all(True)
+        board.set_kv_layer(layer, False)
+        gain = whole_kld - scorer.score()["kld_mean"]
+        rows.append(
+            {
+                "layer": layer,
+                "cost": alone["kld_mean"],
+                "top1_agreement": alone["top1_agreement"],
+                "gain": gain,
+            }
+        )
+    board.set_all(True)
+    return rows
 
 
 class Scorer:
@@ -233,6 +270,8 @@ def run(cfg: SensitivityConfig) -> Path:
             whole = scorer.score()
             board.set_kv(False)
             linears_only = scorer.score()
+        with record.timed("kv_layers"):
+            kv_layers = measure_kv_layers(board, scorer, whole["kld_mean"], tqdm)
         identity = weights_identity(cfg.base)
         from vlmquant.checkpoint.quant import quant_info
 
@@ -266,6 +305,7 @@ def run(cfg: SensitivityConfig) -> Path:
         "linears_fp8_kv_bf16": linears_only,
         "sum_of_unit_costs": total,
         "additivity": whole["kld_mean"] / total if total > 0 else None,
+        "kv_layers": kv_layers,
         "units": [
             {
                 "unit": u.name,
