@@ -122,6 +122,61 @@ def test_budget_keeps_the_costliest_units_bf16_and_measures_the_export(
     assert fp8 == {n for u in s["units"] for n in u["modules"]} - kept_modules
 
 
+def test_a_measured_miss_makes_another_export_that_keeps_more(
+    sens, tiny_model, demo_calib, tmp_path, cli
+):
+    """A prediction that reads low (here a sensitivity file with every measured KLD scaled to
+    0.4x, as the trained model's came out optimistic where many units stay BF16) misses in
+    export 1; export 2 aims lower by the miss and keeps more units BF16."""
+    s = json.loads(sens.read_text())
+    low = tmp_path / "optimistic.json"
+    for k in ("whole_export", "linears_fp8_kv_bf16"):
+        s[k]["kld_mean"] *= 0.4
+    for u in s["units"]:
+        u["cost"] *= 0.4
+    for r in s["kv_layers"]:
+        r["cost"], r["gain"] = r["cost"] * 0.4, r["gain"] * 0.4
+    low.write_text(json.dumps(s))
+    target = json.loads(sens.read_text())["linears_fp8_kv_bf16"]["kld_mean"] * 0.5
+    flags = ("quantize", "--model", tiny_model, "--calib", demo_calib, "--calib-size", "64",
+             "--kld-budget", target, "--sensitivity", low)  # fmt: skip
+    out = tmp_path / "refined"
+    code, err = cli(*flags, "--out", out)
+    assert code == 0, err
+    choice = json.loads((out / "kld_budget.json").read_text())
+    rounds = choice["rounds"]
+    assert len(rounds) >= 2 and not rounds[0]["met"] and rounds[0]["aim"] == target
+    for a, b in zip(rounds, rounds[1:], strict=False):
+        assert not a["met"]  # only a miss makes another export
+        assert b["aim"] == pytest.approx(target * a["predicted_kld"] / a["measured_kld"])
+        assert b["aim"] < a["aim"] and b["units_bf16"] > a["units_bf16"]
+        assert b["predicted_kld"] <= b["aim"]
+    last = rounds[-1]
+    assert choice["measured"]["kld_mean"] == last["measured_kld"] and choice["met"] == last["met"]
+    assert len(choice["kept_bf16"]) == last["units_bf16"] and choice["aim"] == last["aim"]
+    # the export on disk is the last one: its precision map keeps the last choice's linears
+    pmap = json.loads((out / "precision_map.json").read_text())
+    kept = {k["unit"] for k in choice["kept_bf16"] if not k["unit"].endswith((".kv", "kv_cache"))}
+    bf16 = {n for n, m in pmap["modules"].items() if m.get("kept_bf16_by")}
+    assert bf16 == {n for u in s["units"] if u["unit"] in kept for n in u["modules"]}
+    assert pmap["kld_budget"]["rounds"] == rounds
+    from vlmquant.quantize.budget import verdict_line
+    from vlmquant.quantize.render import budget_lines
+    from vlmquant.results.quantize import QuantizeRun
+
+    run = QuantizeRun.read(out / "run.json")
+    assert run.kld_budget.rounds[-1].measured_kld == last["measured_kld"]
+    assert f"export {len(rounds)} of those made" in verdict_line(choice)
+    lines = budget_lines(run.kld_budget)
+    assert sum(line.startswith("  - export ") for line in lines) == len(rounds)
+    # --budget-rounds 1: the prediction's choice only, the same first export
+    one = tmp_path / "one"
+    assert cli(*flags, "--budget-rounds", "1", "--out", one)[0] == 0
+    only = json.loads((one / "kld_budget.json").read_text())
+    assert len(only["rounds"]) == 1 and not only["met"]
+    assert only["rounds"][0] == rounds[0]  # same flags and seed: the same export
+
+
 def test_bad_budget_inputs(sens, tiny_model, demo_calib, tmp_path, cli):
     s = json.loads(sens.read_text())
     other = tmp_path / "other.json"
@@ -146,6 +201,8 @@ def test_bad_budget_inputs(sens, tiny_model, demo_calib, tmp_path, cli):
         (["--kld-budget", floor * 0.5, "--sensitivity", sens, "--keep-fp8-kv"], "below what"),
         # met only by keeping every unit BF16: ModelOpt had nothing to quantize (a traceback)
         (["--kld-budget", 1e-12, "--sensitivity", sens], "only the BF16 base itself meets it"),
+        (["--budget-rounds", "2"], "only with --kld-budget"),
+        (["--kld-budget", "0.01", "--sensitivity", sens, "--budget-rounds", "0"], "at least 1"),
     ]
     for flags, says in cases:
         out = tmp_path / "out"

@@ -203,6 +203,12 @@ def _replacing(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
+def empty_folder(folder: Path) -> None:
+    """Remove what `folder` holds (an atomic_dir's folder before its contents are made again)."""
+    for p in folder.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
 def ordinary_file_mode() -> int:
     """The mode the umask gives a newly created file (0644 under the usual 022)."""
     umask = os.umask(0)

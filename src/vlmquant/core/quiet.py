@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,8 @@ def library_output(log_path: Path) -> Iterator[None]:
             yield
         finally:
             tf_logging.set_verbosity(level)
+
+
+def say(line: str) -> None:
+    """One line of the stage's own for the terminal, also from inside `library_output`."""
+    print(line, file=sys.__stdout__ or sys.stdout, flush=True)

@@ -103,7 +103,8 @@ class RunRecord:
         try:
             yield
         finally:
-            self.timings[step] = round(time.perf_counter() - t0, 3)
+            # a step done more than once (a budget's exports) adds up
+            self.timings[step] = round(self.timings.get(step, 0.0) + time.perf_counter() - t0, 3)
 
     def add_input(self, name: str, path: Path, hash_limit: int = 64 << 20) -> None:
         """Record an input path; files up to `hash_limit` bytes get their sha256."""

@@ -147,15 +147,19 @@ def render(data: Recipes, png_name: str | None = None) -> str:
             "",
             "Budgets: the KLD the sensitivity predicted for the chosen mix, what the export "
             "measured on the sensitivity's own text set, and the share of the whole export's "
-            "weight-bytes saving kept.",
+            "weight-bytes saving kept; exports: how many the budget made (after a measured "
+            "miss the next aims lower and keeps more BF16), with each one's measured KLD.",
             "",
-            "| recipe | budget | predicted | measured (sensitivity text) | saving kept |",
-            "|---|---|---|---|---|",
+            "| recipe | budget | predicted | measured (sensitivity text) | saving kept | exports |",
+            "|---|---|---|---|---|---|",
         ]
         for r, b in budgets:
             measured = f"{b.measured.kld_mean:.4f}" if b.measured else "—"
+            exports = " → ".join(f"{x.measured_kld:.4f}" for x in b.rounds)
             lines.append(
                 f"| {r.recipe} | {b.budget:g} | {b.predicted_kld:.4f} | {measured} "
-                f"| {b.share_of_saving_kept:.1%} |"
+                f"| {b.share_of_saving_kept:.1%} | {len(b.rounds) or 1}"
+                + (f" ({exports})" if len(b.rounds) > 1 else "")
+                + " |"
             )
     return "\n".join(lines) + "\n"

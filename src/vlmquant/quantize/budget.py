@@ -16,6 +16,9 @@ The choice keeps the units with the most cost per weight byte BF16 first (a gree
 the KV cache costs no weight bytes, so when it is a candidate it goes first, layer by layer
 from the largest gain (its price is KV-cache capacity, which the report shows), unless
 `keep_fp8_kv`.
+The prediction is a model: where the export measures above the budget, `refine` aims the next
+export lower by the ratio measured / predicted (the miss seen so far) and keeps more units
+BF16, for up to `quantize --budget-rounds` exports.
 """
 
 from __future__ import annotations
@@ -105,8 +108,11 @@ def kv_bytes_vs_fp8(has_kv: bool, kv_fp8: bool, layers: int, bf16_layers: int) -
     return (layers + bf16_layers) / layers if layers else 1.0
 
 
-def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[str, Any]:
-    """The units to keep BF16 and the prediction that chose them."""
+def choose(
+    sens: Sensitivity, budget: float, keep_fp8_kv: bool = False, aim: float | None = None
+) -> dict[str, Any]:
+    """The units to keep BF16 and the prediction that chose them: the fewest bytes whose
+    predicted KLD is within `aim` (the budget itself unless a miss lowered it)."""
     costs = unit_costs(sens)
     if budget <= 0:
         raise BadInput(
@@ -114,6 +120,7 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
             "or pass a positive budget)"
         )
     predicted = predictor(sens)
+    aim = budget if aim is None else aim
     has_kv = any(name == KV_UNIT for name, _, _ in costs)
     layer_gains = {kv_unit(r.layer): r.gain for r in sens.kv_layers}
     # (unit, cost, weight bytes saved, KV share): the KV cache (0 bytes) first, by its gain
@@ -126,7 +133,7 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
     kept: list[dict[str, Any]] = []
     kv_kept, kept_cost = 0.0, 0.0
     for name, cost, saved, share in candidates + linears:
-        if predicted(kv_kept, kept_cost) <= budget:
+        if predicted(kv_kept, kept_cost) <= aim:
             break
         kept.append({"unit": name, "cost": cost, "weight_bytes_saved": saved})
         if name in layer_gains:
@@ -136,10 +143,11 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
         else:
             kept_cost += cost
     floor = predicted(kv_kept, kept_cost)
-    if floor > budget:
+    if floor > aim:
         raise BadInput(
             f"--kld-budget {budget}: below what this recipe can reach with every allowed unit "
             f"BF16 (predicted {floor:.4g}"
+            + (f" against the {aim:.4g} a measured miss asks" if aim < budget else "")
             + (", the FP8 KV cache kept by --keep-fp8-kv" if keep_fp8_kv else "")
             + "); raise the budget"
         )
@@ -160,6 +168,7 @@ def choose(sens: Sensitivity, budget: float, keep_fp8_kv: bool = False) -> dict[
     saved_kept = sum(k["weight_bytes_saved"] for k in kept)
     return {
         "budget": budget,
+        "aim": aim,
         "whole_export_kld": sens.whole_export.kld_mean,
         "predicted_kld": floor,
         "kept_bf16": kept,
@@ -220,7 +229,21 @@ def measure(
         k: getattr(text, k)
         for k in ("tokens", "kld_mean", "kld_mean_ci95", "kld_p99", "top1_agreement")
     }
-    return {**choice, "measured": measured, "met": measured["kld_mean"] <= choice["budget"]}
+    result = {**choice, "measured": measured, "met": measured["kld_mean"] <= choice["budget"]}
+    return {**result, "rounds": [*choice.get("rounds", []), round_record(result)]}
+
+
+def round_record(choice: dict[str, Any]) -> dict[str, Any]:
+    """One export's line in kld_budget.json's `rounds`: what it aimed at, kept and measured."""
+    return {
+        "aim": choice.get("aim", choice["budget"]),
+        "predicted_kld": choice["predicted_kld"],
+        "measured_kld": choice["measured"]["kld_mean"],
+        "units_bf16": len(choice["kept_bf16"]),
+        "kv_cache_bf16_layers": choice.get("kv_cache_bf16_layers", []),
+        "share_of_saving_kept": choice["share_of_saving_kept"],
+        "met": choice["met"],
+    }
 
 
 def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
@@ -244,6 +267,14 @@ def annotate(pmap: dict[str, Any], choice: dict[str, Any]) -> None:
     pmap["kld_budget"] = choice
 
 
+def miss_line(choice: dict[str, Any], export_no: int, aim: float) -> str:
+    return (
+        f"quantize: --kld-budget {choice['budget']:g} missed by export {export_no}: measured "
+        f"KLD {choice['measured']['kld_mean']:.4f} (predicted {choice['predicted_kld']:.4f}); "
+        f"exporting again, aiming the prediction at {aim:.4f}"
+    )
+
+
 def verdict_line(choice: dict[str, Any]) -> str:
     m = choice["measured"]
     layers = choice.get("kv_cache_bf16_layers") or []
@@ -255,4 +286,5 @@ def verdict_line(choice: dict[str, Any]) -> str:
         f"measured KLD {m['kld_mean']:.4f} (predicted {choice['predicted_kld']:.4f}), "
         f"{len(choice['kept_bf16'])} units BF16{kv}, "
         f"{choice['share_of_saving_kept']:.0%} of the weight-bytes saving kept"
+        + (f", export {len(choice['rounds'])} of those made" if len(choice["rounds"]) > 1 else "")
     )

@@ -31,8 +31,8 @@ from vlmquant.checkpoint.scales import check_finite
 from vlmquant.core.config import setting
 from vlmquant.core.device import resolve_device
 from vlmquant.core.errors import BadInput
-from vlmquant.core.outputs import atomic_dir, check_apart, check_output
-from vlmquant.core.quiet import library_output, verbose
+from vlmquant.core.outputs import atomic_dir, check_apart, check_output, empty_folder
+from vlmquant.core.quiet import library_output, say, verbose
 from vlmquant.core.runinfo import RunRecord
 from vlmquant.quantize import calibration, fused_scales, qconfig
 from vlmquant.quantize.export_files import copy_processor_files, record_check_vllm
@@ -107,6 +107,12 @@ class QuantizeConfig:
         None, "per-unit costs from `vlmquant sensitivity` on this --model, for --kld-budget"
     )
     keep_fp8_kv: bool = setting(False, "--kld-budget may not turn the FP8 KV cache off")
+    budget_rounds: int | None = setting(
+        None,
+        "exports --kld-budget may make (default 3): after a measured miss the next aims lower by "
+        "the miss and keeps more units BF16; 1 = the prediction's choice only",
+        low=1,
+    )
     allow_fewer: bool = setting(False, "accept a calib set smaller than --calib-size")
     force: bool = setting(False, "replace an existing output")
 
@@ -171,6 +177,8 @@ def validate(cfg: QuantizeConfig) -> tuple[str, str]:
             "--keep-fp8-kv: only with --kld-budget (it keeps the budget's chooser from turning "
             "the FP8 KV cache off); without a budget the KV cache is what --kv-cache-qformat says"
         )
+    if cfg.budget_rounds is not None and cfg.kld_budget is None:
+        raise BadInput("--budget-rounds: only with --kld-budget (the exports a budget may make)")
     check_kv_bf16_layers(cfg)
     if cfg.kld_budget is not None and cfg.scope != "lm":
         raise BadInput("--kld-budget works on --scope lm (sensitivity measures the language model)")
@@ -212,7 +220,7 @@ def run(cfg: QuantizeConfig) -> Path:
     check_output(out, cfg.force, stage="quantize")
     choice = None
     if cfg.kld_budget is not None:
-        from vlmquant.quantize import budget
+        from vlmquant.quantize import budget, budget_refine
 
         sens = budget.load(cfg.sensitivity, cfg.model, cfg.qformat, cfg.kv_cache_qformat)
         choice = budget.choose(sens, cfg.kld_budget, cfg.keep_fp8_kv)
@@ -242,68 +250,81 @@ def run(cfg: QuantizeConfig) -> Path:
     log = out.with_name(f"{out.name}.quantize.log")  # beside the checkpoint, not in it
     log.unlink(missing_ok=True)
     with atomic_dir(out, cfg.force) as tmp, library_output(log):
-        with record.timed("load"):
-            model = AutoModelForImageTextToText.from_pretrained(
-                cfg.model, dtype=torch.bfloat16, device_map=device_map
-            ).eval()
-            placement = devices_of(model, device_map)
-            check_finite(model, cfg.model, "--model")  # else NaN amax: a ModelOpt assertion
-            processor = AutoProcessor.from_pretrained(cfg.model)
-        language_model = qconfig.language_model_lineage(model)[-1]
-        batch = auto_batch_size(language_model, cfg, device, len(samples))
-        kv_format = cfg.kv_cache_qformat
-        if choice is not None and not choice["kv_cache_fp8"]:
-            kv_format = "none"
-        quant_cfg = qconfig.build_quant_cfg(cfg.qformat, kv_format, cfg.scope)
-        if choice is not None:
-            quant_cfg["quant_cfg"] += budget.disable_entries(choice)
-        if mode == "text" and cfg.calib_padding == "none":
-            loop, rows = calibration.unpadded_text_forward_loop(
-                calibration.hf_ptq_tokenizer(cfg.model), samples, cfg.calib_seq, device
-            )
-            batch = 1
-        elif mode == "text":
-            loop, rows = calibration.text_forward_loop(
-                calibration.hf_ptq_tokenizer(cfg.model),
-                calib_source,
-                samples,
-                batch,
-                cfg.calib_seq,
-                device,
-            )
-        else:
-            loop = calibration.image_text_forward_loop(
-                model, processor, samples, image_paths, batch, device, tqdm
-            )
-            rows = len(samples)
-        with record.timed("quantize_and_calibrate"):
-            outside = qconfig.quantize_model(model, quant_cfg, cfg.scope, loop)
-        with record.timed("precision_map"):
-            pmap = precision_map(model, quant_cfg["quant_cfg"], outside)
-        with record.timed("export"):
-            from modelopt.torch.export import export_hf_checkpoint
+        rounds = (cfg.budget_rounds or 3) if choice else 1
+        for export_no in range(1, rounds + 1):
+            if export_no > 1:  # a measured miss: export again from the BF16 model
+                model = None
+                empty_folder(tmp)
+                random.seed(cfg.seed)
+                torch.manual_seed(cfg.seed)
+            with record.timed("load"):
+                model = AutoModelForImageTextToText.from_pretrained(
+                    cfg.model, dtype=torch.bfloat16, device_map=device_map
+                ).eval()
+                placement = devices_of(model, device_map)
+                check_finite(model, cfg.model, "--model")  # else NaN amax: a ModelOpt assertion
+                processor = AutoProcessor.from_pretrained(cfg.model)
+            language_model = qconfig.language_model_lineage(model)[-1]
+            batch = auto_batch_size(language_model, cfg, device, len(samples))
+            kv_format = cfg.kv_cache_qformat
+            if choice is not None and not choice["kv_cache_fp8"]:
+                kv_format = "none"
+            quant_cfg = qconfig.build_quant_cfg(cfg.qformat, kv_format, cfg.scope)
+            if choice is not None:
+                quant_cfg["quant_cfg"] += budget.disable_entries(choice)
+            if mode == "text" and cfg.calib_padding == "none":
+                loop, rows = calibration.unpadded_text_forward_loop(
+                    calibration.hf_ptq_tokenizer(cfg.model), samples, cfg.calib_seq, device
+                )
+                batch = 1
+            elif mode == "text":
+                loop, rows = calibration.text_forward_loop(
+                    calibration.hf_ptq_tokenizer(cfg.model),
+                    calib_source,
+                    samples,
+                    batch,
+                    cfg.calib_seq,
+                    device,
+                )
+            else:
+                loop = calibration.image_text_forward_loop(
+                    model, processor, samples, image_paths, batch, device, tqdm
+                )
+                rows = len(samples)
+            with record.timed("quantize_and_calibrate"):
+                outside = qconfig.quantize_model(model, quant_cfg, cfg.scope, loop)
+            with record.timed("precision_map"):
+                pmap = precision_map(model, quant_cfg["quant_cfg"], outside)
+            with record.timed("export"):
+                from modelopt.torch.export import export_hf_checkpoint
 
-            # export converts the model in place (weights become FP8): nothing after this
-            # may need the BF16 or fake-quant model.
-            export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=tmp)
-            copy_processor_files(cfg.model, tmp, processor)
-        fused = {"applied": False}
-        if cfg.qformat not in qconfig.PER_TENSOR:
-            fused["reason"] = "per-channel weight scales: fused shards need no common scale"
-        if cfg.unify_fused_scales and cfg.qformat in qconfig.PER_TENSOR:
-            with record.timed("unify_fused_scales"):
-                fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
-        pmap = reconcile_with_export(pmap, tmp)
-        for layer in sorted(set(cfg.kv_cache_bf16_layers)):
-            pmap["kv_cache_bf16_layers"][str(layer)] = "--kv-cache-bf16-layers"
-        if choice is not None:
-            budget.annotate(pmap, choice)
-            # first without the measurement: the emulation reads the BF16 KV layers from it
-            (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
-            with record.timed("measure_budget"):
-                choice = budget.measure(choice, sens, cfg, tmp, device)
-            pmap["kld_budget"] = choice
-            (tmp / "kld_budget.json").write_text(BudgetChoice.dumps(choice))
+                # export converts the model in place (weights become FP8): nothing after this
+                # may need the BF16 or fake-quant model.
+                export_hf_checkpoint(model, dtype=torch.bfloat16, export_dir=tmp)
+                copy_processor_files(cfg.model, tmp, processor)
+            fused = {"applied": False}
+            if cfg.qformat not in qconfig.PER_TENSOR:
+                fused["reason"] = "per-channel weight scales: fused shards need no common scale"
+            if cfg.unify_fused_scales and cfg.qformat in qconfig.PER_TENSOR:
+                with record.timed("unify_fused_scales"):
+                    fused = {"applied": True, **fused_scales.unify_checkpoint(tmp)}
+            pmap = reconcile_with_export(pmap, tmp)
+            for layer in sorted(set(cfg.kv_cache_bf16_layers)):
+                pmap["kv_cache_bf16_layers"][str(layer)] = "--kv-cache-bf16-layers"
+            if choice is not None:
+                budget.annotate(pmap, choice)
+                # first without the measurement: the emulation reads the BF16 KV layers from it
+                (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
+                with record.timed("measure_budget"):
+                    choice = budget.measure(choice, sens, cfg, tmp, device)
+                pmap["kld_budget"] = choice
+                (tmp / "kld_budget.json").write_text(BudgetChoice.dumps(choice))
+                nxt = budget_refine.refine(sens, choice, cfg.keep_fp8_kv)
+                if nxt is not None and export_no < rounds:
+                    say(budget.miss_line(choice, export_no, nxt["aim"]))
+                    choice = nxt
+                    continue
+            break
         (tmp / "precision_map.json").write_text(PrecisionMap.dumps(pmap))
         with record.timed("check_vllm"):
             verdict = record_check_vllm(tmp)

@@ -82,6 +82,13 @@ def budget_lines(choice: BudgetChoice | None) -> list[str]:
             f"  - kept BF16: `{k.unit}`, cost KLD {k.cost:.4g} with only it in FP8, "
             f"{k.weight_bytes_saved / 2**20:.2f} MiB it would have saved"
         )
+    if len(choice.rounds) > 1:  # a measured miss made more exports: each, in order
+        for i, r in enumerate(choice.rounds, 1):
+            lines.append(
+                f"  - export {i}: aimed at predicted KLD {r.aim:.4g}, {r.units_bf16} units BF16, "
+                f"predicted {r.predicted_kld:.4f}, measured {r.measured_kld:.4f} "
+                f"({'met' if r.met else 'missed'}), {r.share_of_saving_kept:.0%} of the saving kept"
+            )
     return lines
 
 

@@ -32,6 +32,19 @@ class Measured:
 
 
 @dataclass
+class BudgetRound:
+    """One export of `quantize --kld-budget` (a miss makes another, up to --budget-rounds)."""
+
+    aim: float  # the predicted KLD the chooser kept units for (the budget, lowered by a miss)
+    predicted_kld: float
+    measured_kld: float
+    units_bf16: int
+    share_of_saving_kept: float
+    met: bool
+    kv_cache_bf16_layers: list[int] = field(default_factory=list)
+
+
+@dataclass
 class BudgetChoice(Result):
     KIND: ClassVar[str] = "kld-budget"
     VERSION: ClassVar[int] = 1
@@ -49,6 +62,8 @@ class BudgetChoice(Result):
     kv_cache_bf16_layers: list[int] = field(default_factory=list)  # vLLM's skip layers
     kv_cache_bytes_vs_fp8: float | None = None  # KV bytes per token against all-FP8
     met: bool | None = None
+    aim: float | None = None  # the predicted KLD aimed at (below the budget after a miss)
+    rounds: list[BudgetRound] = field(default_factory=list)  # every export made, in order
 
 
 @dataclass
